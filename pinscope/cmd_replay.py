@@ -1,0 +1,40 @@
+"""`pinscope replay DATASET`: build derived/ (page_events, intervals), reusing it when fresh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pinscope.errors import user_errors
+from replay.run import replay_dataset
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("replay")
+    def replay(
+        dataset: Annotated[
+            Path, typer.Argument(help="Dataset directory (from `pinscope ingest`).")
+        ],
+        force: Annotated[
+            bool, typer.Option("--force", help="Rebuild even if derived/ is up to date.")
+        ] = False,
+    ) -> None:
+        """Replay every page's life: per-event state (page_events) and state spans (intervals)."""
+        with user_errors():
+            s = replay_dataset(dataset, force=force)
+        out = Console(highlight=False, soft_wrap=True)
+        if not s.rebuilt:
+            out.print(
+                f"{s.dataset}/derived is up to date ({s.events:,} events, "
+                f"{s.intervals:,} intervals): nothing to do (--force rebuilds)"
+            )
+            return
+        rate = s.events / s.seconds if s.seconds > 0 else 0.0
+        out.print(
+            f"replayed {s.traces} trace(s), {s.events:,} events in {s.buckets} bucket(s): "
+            f"{s.page_events:,} page_events, {s.intervals:,} intervals "
+            f"in {s.seconds:.2f}s ({rate:,.0f} events/s) → {s.dataset}/derived"
+        )
