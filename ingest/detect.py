@@ -51,7 +51,8 @@ def detect_format(head: list[str], path: str) -> str:
     text = [line for line in lines if line.strip()]
     if not text:
         raise _unknown(lines, path, "no trace lines in the file")
-    if text[0].lstrip().startswith('{"type":'):
+    first = next((line for line in text if not line.startswith("#")), text[0])
+    if first.lstrip().startswith('{"type":'):
         return "bpftrace-json"
     if any(_BPFTRACE_ATTACH.match(line) for line in text[:5]):
         return "bpftrace"
