@@ -1,0 +1,223 @@
+"""What every report format shows, assembled once: findings in order, summaries, traces, quotes.
+
+The terminal, Markdown and JSON renderers only lay this out, so the three always agree on what
+was found, and in which order (most severe first, then by time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analysis.evidence import Quote, quote_findings
+from analysis.findings import FINDINGS_SCHEMA, SEVERITIES, severity_rank
+from ingest import dataset as ds
+
+PAGE_SIZE = 4096
+TOP = 10
+
+
+@dataclass
+class Report:
+    findings: pl.DataFrame  # FINDINGS_SCHEMA, sorted
+    summary: dict[str, Any]
+    traces: list[dict[str, Any]]
+    quotes: dict[tuple[str, int], Quote] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.findings.to_dicts()
+
+    def evidence(self, finding: dict[str, Any]) -> list[Quote | int]:
+        """Each evidence line as a Quote, or its bare number when nothing could quote it."""
+        return [
+            self.quotes.get((finding["trace_id"], n), n) for n in finding["evidence_lines"] or []
+        ]
+
+
+def sort_findings(findings: pl.DataFrame) -> pl.DataFrame:
+    """Most severe first, then by time: what a reader should look at first."""
+    return (
+        findings.with_columns(
+            pl.col("severity")
+            .replace_strict(
+                {s: -i for i, s in enumerate(SEVERITIES)}, default=1, return_dtype=pl.Int32
+            )
+            .alias("_rank")
+        )
+        .sort(["_rank", "start_ts_ns", "trace_id", "rule", "pfn"], nulls_last=True)
+        .drop("_rank")
+    )
+
+
+def summarize(findings: pl.DataFrame, top: int = TOP) -> dict[str, Any]:
+    """Counts by rule and severity, and the callers and tasks that appear most."""
+    by_rule = (
+        findings.group_by("rule", "severity", "confidence")
+        .agg(pl.len().alias("count"), pl.col("uncertain").sum().alias("uncertain"))
+        .pipe(sort_findings_like)
+    )
+    by_sev = findings.group_by("severity").agg(pl.len().alias("count"))
+    sev_counts = dict(zip(by_sev["severity"].to_list(), by_sev["count"].to_list(), strict=True))
+    callers = (
+        findings.filter(pl.col("caller").is_not_null())
+        .group_by("caller")
+        .agg(pl.len().alias("count"))
+        .sort(["count", "caller"], descending=[True, False])
+        .head(top)
+    )
+    tasks = (
+        findings.filter(pl.col("pid").is_not_null())
+        .group_by("comm", "pid")
+        .agg(pl.len().alias("count"))
+        .sort(["count", "pid"], descending=[True, False])
+        .head(top)
+    )
+    return {
+        "total": findings.height,
+        "uncertain": int(findings["uncertain"].sum() or 0),
+        "by_severity": {s: sev_counts.get(s, 0) for s in reversed(SEVERITIES)},
+        "by_rule": by_rule.to_dicts(),
+        "top_callers": callers.to_dicts(),
+        "top_tasks": tasks.to_dicts(),
+    }
+
+
+def sort_findings_like(df: pl.DataFrame) -> pl.DataFrame:
+    return (
+        df.with_columns(
+            pl.col("severity")
+            .replace_strict(
+                {s: -i for i, s in enumerate(SEVERITIES)}, default=1, return_dtype=pl.Int32
+            )
+            .alias("_rank")
+        )
+        .sort(["_rank", "rule"])
+        .drop("_rank")
+    )
+
+
+def build_report(
+    dataset: Path | None,
+    findings: pl.DataFrame,
+    *,
+    traces: list[dict[str, Any]] | None = None,
+    quote: bool = True,
+) -> Report:
+    """The report data for a dataset's findings; quotes the evidence when `quote`."""
+    findings = sort_findings(findings.select(list(FINDINGS_SCHEMA)))
+    if traces is None:
+        traces = ds.traces(dataset) if dataset is not None else []
+    quotes = quote_findings(dataset, findings) if quote and dataset is not None else {}
+    return Report(findings, summarize(findings), traces, quotes)
+
+
+def at_or_above(findings: pl.DataFrame, severity: str) -> int:
+    """How many findings (uncertain ones included) are at or above `severity`: for --fail-on."""
+    rank = severity_rank(severity)
+    return findings.filter(
+        pl.col("severity").is_in([s for s in SEVERITIES if severity_rank(s) >= rank])
+    ).height
+
+
+# ---------------------------------------------------------------------------- shared wording
+
+
+def dev_text(dev: int | None) -> str:
+    return "-" if dev is None else f"{dev >> 20}:{dev & 0xFFFFF}"
+
+
+def page_text(f: dict[str, Any]) -> str:
+    """`pfn 0x… · file 8:1:12 @ 12288` — what a kernel engineer looks up first."""
+    parts = []
+    if f.get("pfn") is not None:
+        parts.append(f"pfn {f['pfn']:#x}")
+    if f.get("ino") is not None:
+        where = f"file {dev_text(f.get('dev'))}:{f['ino']}"
+        if f.get("index") is not None:
+            where += f" @ {f['index'] * PAGE_SIZE} (index {f['index']})"
+        parts.append(where)
+    return " · ".join(parts) or "-"
+
+
+def task_text(f: dict[str, Any]) -> str:
+    if f.get("pid") is None:
+        return "-"
+    return f"{f.get('comm') or '?'}/{f['pid']}"
+
+
+def span_text(f: dict[str, Any]) -> str:
+    start, end = f.get("start_ts_ns"), f.get("end_ts_ns")
+
+    def s(ts: int | None) -> str:
+        return "trace end" if ts is None else f"{ts / 1e9:.6f}"
+
+    if start is None:
+        return s(end)
+    dur = "" if end is None else f" ({(end - start) / 1e6:.3f} ms)"
+    return f"{s(start)} → {s(end)}{dur}"
+
+
+def trace_problems(t: dict[str, Any]) -> list[str]:
+    """Data-quality notes of one trace: lost events, rejected lines, warnings."""
+    notes = []
+    lines = t.get("lines") or {}
+    if t.get("lost_events"):
+        notes.append(f"{t['lost_events']} events lost")
+    if t.get("lost_markers_unknown"):
+        notes.append(f"{t['lost_markers_unknown']} lost-event markers without a count")
+    if lines.get("rejected"):
+        notes.append(f"{lines['rejected']} lines rejected")
+    for k, v in (t.get("warnings") or {}).items():
+        if v:
+            notes.append(f"{k.replace('_', ' ')}: {v}")
+    return notes
+
+
+FORMATS: tuple[str, ...] = ("text", "md", "json", "html")
+
+
+def write_report(
+    dataset: Path, findings: pl.DataFrame, fmt: str, out: Path | None, console: Any
+) -> None:
+    """Render one format to `out` (or the console); HTML always goes to a file."""
+    from ingest.errors import InputError
+
+    if fmt == "html":
+        if out is None:
+            raise InputError("--format html writes a file: give it one with -o FILE")
+        from analysis.report_html import render_html  # another module; loaded only when asked
+
+        render_html(dataset, sort_findings(findings), ds.traces(dataset), out)
+        console.print(f"wrote {out}", highlight=False)
+        return
+    report = build_report(dataset, findings)
+    if fmt == "text":
+        from rich.console import Console
+
+        from analysis.report_text import render_text
+
+        if out is None:
+            render_text(report, console)
+        else:
+            with open(out, "w") as fh:
+                render_text(report, Console(file=fh, width=120, color_system=None))
+        return
+    if fmt == "md":
+        from analysis.report_md import render_md
+
+        text = render_md(report)
+    elif fmt == "json":
+        from analysis.report_json import render_json
+
+        text = render_json(report)
+    else:
+        raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if out is None:
+        import sys
+
+        sys.stdout.write(text)
+    else:
+        Path(out).write_text(text)

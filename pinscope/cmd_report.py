@@ -1,0 +1,78 @@
+"""`pinscope report DATASET`: findings as a terminal report, Markdown, JSON or HTML."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from pinscope.errors import EXIT_FINDINGS, user_errors
+
+
+class Format(StrEnum):
+    text = "text"
+    md = "md"
+    json = "json"
+    html = "html"
+
+
+class Severity(StrEnum):
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+    info = "info"
+
+
+FAIL_ON_HELP = (
+    "Exit 1 when any finding is at or above this severity (uncertain findings, those with "
+    "lost events in their span, count too)."
+)
+
+
+def report_and_exit(
+    dataset: Path,
+    *,
+    fmt: Format,
+    out: Path | None,
+    fail_on: Severity | None,
+    rules: Path | None,
+) -> None:
+    """Replay if needed, run the rules, write the report; exit 1 on --fail-on findings."""
+    from analysis.report import at_or_above, write_report
+    from analysis.rules import analyze_dataset
+    from ingest.dataset import require_dataset
+    from replay.run import replay_dataset
+
+    console = Console(highlight=False)
+    require_dataset(dataset)
+    replay_dataset(dataset)
+    findings = analyze_dataset(dataset, rules_dir=rules)
+    write_report(dataset, findings, fmt.value, out, console)
+    if fail_on is not None:
+        n = at_or_above(findings, fail_on.value)
+        if n:
+            Console(stderr=True, highlight=False).print(
+                f"pinscope: {n} finding(s) at or above {fail_on.value}"
+            )
+            raise typer.Exit(EXIT_FINDINGS)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        dataset: Path = typer.Argument(..., help="A dataset directory (from `pinscope ingest`)."),
+        fmt: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
+        out: Path | None = typer.Option(
+            None, "-o", "--output", help="Write to FILE (required for html)."
+        ),
+        fail_on: Severity | None = typer.Option(None, "--fail-on", help=FAIL_ON_HELP),
+        rules: Path | None = typer.Option(
+            None, "--rules", help="A directory of your own .sql rules, run with the catalogue."
+        ),
+    ) -> None:
+        """Findings of a dataset: summary by rule and severity, then each with its evidence."""
+        with user_errors():
+            report_and_exit(dataset, fmt=fmt, out=out, fail_on=fail_on, rules=rules)

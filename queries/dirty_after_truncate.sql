@@ -1,0 +1,68 @@
+/*
+id: DIRTY_AFTER_TRUNCATE
+severity: high
+confidence: certain
+means: A pin holder marked a page dirty after the page had left the page cache (truncate or
+  hole punch removed it earlier in the same lifetime of the pfn). The set_page_dirty that
+  should have saved the device's write hits a page no file owns.
+predicts: Silent data loss: the dirty bit on an orphan page is a no-op, the data the device
+  wrote never reaches the file.
+cannot_prove: That the data mattered: the file range may have been punched on purpose by the
+  same application.
+references: LWN 774411 "Fixing get_user_pages()"; Documentation/core-api/pin_user_pages.rst;
+  docs/rules.md
+grain: one finding per dirty event
+evidence: the cache_del / truncate line, the dirty line
+*/
+WITH hits AS (
+    SELECT *
+    FROM page_events
+    WHERE kind = 'dirty' AND page_id IS NOT NULL
+      AND (pins_before > 0 OR writable_pins_before > 0)
+      AND cached_before = false
+),
+cuts AS (
+    SELECT trace_id, page_id, seq, line AS cut_line, ts_ns AS cut_ts, kind::VARCHAR AS cut_kind
+    FROM page_events
+    WHERE kind IN ('cache_del', 'truncate') AND page_id IS NOT NULL
+),
+with_cut AS (
+    SELECT h.*, c.cut_line, c.cut_ts, c.cut_kind
+    FROM hits h
+    ASOF JOIN cuts c ON c.trace_id = h.trace_id AND c.page_id = h.page_id AND h.seq > c.seq
+),
+spans AS (
+    SELECT w.trace_id, w.line, i.holders,
+        row_number() OVER (PARTITION BY w.trace_id, w.line
+                           ORDER BY i.state = 'pinned' DESC, i.start_ts_ns) AS pick
+    FROM with_cut w
+    JOIN intervals i ON i.trace_id = w.trace_id AND i.page_id = w.page_id
+    WHERE i.state IN ('pinned', 'writable_pinned')
+      AND (i.start_line IS NULL OR i.start_ts_ns < w.ts_ns
+           OR (i.start_ts_ns = w.ts_ns AND i.start_line < w.line))
+      AND (i.end_line IS NULL OR i.end_ts_ns > w.ts_ns
+           OR (i.end_ts_ns = w.ts_ns AND i.end_line >= w.line))
+)
+SELECT
+    'DIRTY_AFTER_TRUNCATE' AS rule,
+    'high' AS severity,
+    'certain' AS confidence,
+    w.trace_id,
+    w.pfn,
+    w.dev,
+    w.ino,
+    w."index",
+    w.pid,
+    w.comm,
+    coalesce(s.holders[1].caller, w.caller) AS caller,
+    w.cut_ts AS start_ts_ns,
+    w.ts_ns AS end_ts_ns,
+    list_sort(list_distinct([w.cut_line, w.line])) AS evidence_lines,
+    printf('%s/%d marked %s dirty after it left the page cache (%s at line %d): '
+           || 'the dirty bit is a no-op, the data is gone',
+        w.comm, w.pid,
+        CASE WHEN w.pfn IS NOT NULL THEN printf('pfn 0x%x', w.pfn) ELSE w.page_id END,
+        w.cut_kind, w.cut_line
+    ) AS message
+FROM with_cut w
+LEFT JOIN spans s ON s.trace_id = w.trace_id AND s.line = w.line AND s.pick = 1

@@ -1,0 +1,59 @@
+/*
+id: DIRTY_AFTER_UNPIN
+severity: high
+confidence: certain
+means: A task marked a page dirty after it had dropped its pin on it (unpin_user_page then
+  set_page_dirty, instead of unpin_user_pages_dirty_lock or dirty-then-unpin). Once the last
+  reference is gone the page can be reclaimed, truncated or reused.
+predicts: The dirty lands on a page that may already belong to someone else (use after free of
+  the page), or is lost because the page was freed in between.
+cannot_prove: That the page actually changed owner in the window; the task may still hold a
+  plain reference the trace did not record.
+references: Documentation/core-api/pin_user_pages.rst; LWN 774411; docs/rules.md
+grain: one finding per dirty event
+evidence: the unpin line, the dirty line
+*/
+WITH pe AS (
+    SELECT trace_id, page_id, seq, line, ts_ns, kind, pid, comm, caller, pfn, dev, ino, "index",
+        pins_before, writable_pins_before
+    FROM page_events
+    WHERE kind IN ('pin', 'unpin', 'dirty') AND page_id IS NOT NULL
+),
+dirties AS (
+    SELECT * FROM pe
+    WHERE kind = 'dirty' AND coalesce(pins_before, 0) = 0 AND coalesce(writable_pins_before, 0) = 0
+),
+pins AS (
+    SELECT trace_id, page_id, seq, kind::VARCHAR AS p_kind, pid AS p_pid, line AS p_line,
+        ts_ns AS p_ts, caller AS p_caller
+    FROM pe
+    WHERE kind IN ('pin', 'unpin')
+),
+prev AS (
+    SELECT d.*, p.p_kind, p.p_pid, p.p_line, p.p_ts, p.p_caller
+    FROM dirties d
+    ASOF JOIN pins p ON p.trace_id = d.trace_id AND p.page_id = d.page_id AND d.seq > p.seq
+)
+SELECT
+    'DIRTY_AFTER_UNPIN' AS rule,
+    'high' AS severity,
+    'certain' AS confidence,
+    trace_id,
+    pfn,
+    dev,
+    ino,
+    "index",
+    pid,
+    comm,
+    coalesce(p_caller, caller) AS caller,
+    p_ts AS start_ts_ns,
+    ts_ns AS end_ts_ns,
+    list_sort(list_distinct([p_line, line])) AS evidence_lines,
+    printf('%s/%d marked %s dirty after unpinning it (line %d): the page may already be '
+           || 'reclaimed or reused',
+        comm, pid,
+        CASE WHEN pfn IS NOT NULL THEN printf('pfn 0x%x', pfn) ELSE page_id END,
+        p_line
+    ) AS message
+FROM prev
+WHERE p_kind = 'unpin' AND p_pid = pid
