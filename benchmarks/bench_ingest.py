@@ -1,0 +1,305 @@
+"""Ingest throughput and memory, against the two baselines that matter.
+
+Generates a synthetic ftrace text trace of N lines (a realistic mix: ~60% mapped page events
+— page-cache, writeback, page_ref_mod and pinscope_* kprobe lines —, ~35% scheduler events,
+stack blocks, lost markers) with a vectorized polars generator, then measures in one run:
+
+  (a) splitting the file into lines (ingest.source.iter_line_chunks: the floor for any ingest),
+  (b) a straightforward per-line Python `re` parser on a 1M-line slice, scaled to N,
+  (c) the real `ingest_files` end to end into Parquet, in a subprocess so that its peak RSS
+      (getrusage of the children) is its own.
+
+The last line is BENCH_JSON for benchmarks/run_all.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest import source as src
+
+GEN_BATCH = 1_000_000
+
+CHILD = """
+import json, sys, time
+from ingest.pipeline import ingest_files
+t = time.perf_counter()
+r = ingest_files([sys.argv[1]], sys.argv[2])[0]
+print(json.dumps({"seconds": time.perf_counter() - t, "entry": r.entry}))
+"""
+
+
+_HEX = {i: "0123456789abcdef"[i] for i in range(16)}
+
+
+def _hex6(v: pl.Expr) -> pl.Expr:
+    """Six lowercase hex digits of an integer expression, without a Python loop over rows."""
+    digits = [
+        ((v // (16**k)) % 16).replace_strict(_HEX, return_dtype=pl.String) for k in range(5, -1, -1)
+    ]
+    return pl.concat_str(digits)
+
+
+def _batch(start: int, n: int) -> pl.DataFrame:
+    """n lines starting at line index `start`, all built with expressions."""
+    i = pl.int_range(start, start + n, dtype=pl.Int64, eager=True).alias("i")
+    df = pl.DataFrame(i)
+    slot = pl.col("i") % 20
+    cpu = (pl.col("i") % 4).cast(pl.String).str.pad_start(3, "0")
+    ts_us = 1_000_000_000 + pl.col("i") * 3
+    ts = (
+        (ts_us // 1_000_000).cast(pl.String)
+        + "."
+        + (ts_us % 1_000_000).cast(pl.String).str.pad_start(6, "0")
+    )
+    idx = ((pl.col("i") // 20) % 4096).cast(pl.String)
+    head = (
+        pl.when(slot < 12)
+        .then(pl.lit("              dd-4242    ["))
+        .otherwise(pl.lit("     kworker/1:2-117     ["))
+        + cpu
+        + "] ..... "
+        + ts
+        + ": "
+    )
+    body = (
+        pl.when(slot == 0)
+        .then(
+            "mm_filemap_add_to_page_cache: dev 254:0 ino 3f85d pfn=0x"
+            + pl.col("hex")
+            + " ofs="
+            + (((pl.col("i") // 20) % 4096) * 4096).cast(pl.String)
+            + " order=0"
+        )
+        .when(slot == 1)
+        .then(
+            "pinscope_pin: (try_grab_folio+0x0/0x80) pfn=0x"
+            + pl.col("hex")
+            + " refs=1 flags=0x80001 order=0 caller=ib_umem_get"
+        )
+        .when(slot == 2)
+        .then(
+            "page_ref_mod: pfn=0x"
+            + pl.col("hex")
+            + " flags=uptodate|lru count=1026 mapcount=1 mapping=00000000a1b2c3d4 mt=1 val=1024"
+        )
+        .when(slot == 3)
+        .then("writeback_dirty_folio: bdi 254:0: ino=260189 index=" + idx)
+        .when(slot == 4)
+        .then("pinscope_mkclean: (folio_mkclean+0x0/0x120) pfn=0x" + pl.col("hex"))
+        .when(slot == 5)
+        .then("pinscope_wb_start: (__folio_start_writeback+0x0/0x2c0) pfn=0x" + pl.col("hex"))
+        .when(slot == 6)
+        .then("pinscope_wb_end: (folio_end_writeback+0x0/0xa0) pfn=0x" + pl.col("hex"))
+        .when(slot == 7)
+        .then("pinscope_dirty: (folio_mark_dirty+0x0/0x90) pfn=0x" + pl.col("hex"))
+        .when(slot == 8)
+        .then(
+            "pinscope_unpin: (gup_put_folio+0x0/0x90) pfn=0x"
+            + pl.col("hex")
+            + " refs=1 flags=0x80001"
+        )
+        .when(slot == 9)
+        .then("folio_wait_writeback: bdi 254:0: ino=260189 index=" + idx)
+        .when(slot == 10)
+        .then(
+            "mm_filemap_delete_from_page_cache: dev 254:0 ino 3f85d pfn=0x"
+            + pl.col("hex")
+            + " ofs="
+            + (((pl.col("i") // 20) % 4096) * 4096).cast(pl.String)
+            + " order=0"
+        )
+        .when(slot == 11)
+        .then("mm_page_free: page=00000000ef7fd45a pfn=0x" + pl.col("hex") + " order=0")
+        .when(slot < 16)
+        .then(
+            pl.lit(
+                "sched_switch: prev_comm=kworker/1:2 prev_pid=117 prev_prio=120 prev_state=I "
+                "==> next_comm=swapper/1 next_pid=0 next_prio=120"
+            )
+        )
+        .when(slot < 19)
+        .then(pl.lit("sched_wakeup: comm=dd pid=4242 prio=120 target_cpu=001"))
+        .otherwise(pl.lit("sched_stat_runtime: comm=dd pid=4242 runtime=12345 [ns]"))
+    )
+    df = df.with_columns(_hex6(0x100000 + (pl.col("i") // 20) % 50_000).alias("hex"))
+    line = head + body
+    out = df.select(line.alias("line"), pl.col("i"))
+    # a stack block after every 5,000th line, a lost marker every 250,000th
+    stack = out.filter(pl.col("i") % 5000 == 4999).select(
+        pl.concat_str(
+            [
+                pl.col("line").str.extract(r"^(.*?: )", 1),
+                pl.lit(
+                    "<stack trace>\n => folio_mark_dirty\n => unpin_user_pages_dirty_lock\n"
+                    " => ib_umem_release\n => mlx5_ib_dereg_mr"
+                ),
+            ]
+        ).alias("line"),
+        (pl.col("i") + 0.5).alias("k"),
+    )
+    lost = out.filter(pl.col("i") % 250_000 == 124_999).select(
+        pl.lit("CPU:1 [LOST 37 EVENTS]").alias("line"), (pl.col("i") + 0.7).alias("k")
+    )
+    return (
+        pl.concat([out.select("line", pl.col("i").cast(pl.Float64).alias("k")), stack, lost])
+        .sort("k")
+        .select("line")
+    )
+
+
+def generate(path: Path, lines: int) -> int:
+    """Write about `lines` lines (stack blocks add a few) and return the exact count."""
+    total = 0
+    with open(path, "wb") as f:
+        f.write(b"# pinscope kernel=6.8.0-bench host=bench\n# tracer: nop\n#\n")
+        total += 3
+        for start in range(0, lines, GEN_BATCH):
+            df = _batch(start, min(GEN_BATCH, lines - start))
+            text = df.get_column("line").str.join("\n").item() + "\n"
+            f.write(text.encode())
+            total += text.count("\n")
+    return total
+
+
+def split_lines(path: Path) -> tuple[float, int]:
+    t = time.perf_counter()
+    n = 0
+    with src.open_source(path) as s:
+        for chunk in src.iter_line_chunks(s.stream, src.BLOCK_SIZE):
+            n += chunk.lines.len()
+    return time.perf_counter() - t, n
+
+
+_LINE = re.compile(
+    r"^\s*(?P<comm>.+?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?:\S+\s+)?"
+    r"(?P<secs>\d+)\.(?P<usecs>\d+):\s+(?P<event>[\w:]+):\s?(?P<body>.*)$"
+)
+_KV = re.compile(r"(\w+)=(\S+)")
+_KINDS = {
+    "mm_filemap_add_to_page_cache": "cache_add",
+    "mm_filemap_delete_from_page_cache": "cache_del",
+    "writeback_dirty_folio": "dirty",
+    "folio_wait_writeback": "wb_wait",
+    "page_ref_mod": "ref",
+    "mm_page_free": "free",
+}
+
+
+def python_baseline(path: Path, max_lines: int) -> tuple[float, int]:
+    """What a careful per-line Python parser does: regex, key=value dict, kind lookup."""
+    t = time.perf_counter()
+    events, other, comments, rejects, n = [], [], 0, 0, 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, raw in enumerate(f, 1):
+            if n > max_lines:
+                n -= 1
+                break
+            line = raw.rstrip("\n")
+            if not line or line.startswith("#"):
+                comments += 1
+                continue
+            m = _LINE.match(line)
+            if m is None:
+                rejects += 1
+                continue
+            ev = m["event"]
+            kind = _KINDS.get(ev) or (ev[9:] if ev.startswith("pinscope_") else None)
+            fields = dict(_KV.findall(m["body"]))
+            row = (
+                int(m["pid"]),
+                int(m["cpu"]),
+                int(m["secs"]) * 1_000_000_000 + int(m["usecs"]) * 1000,
+                ev,
+                kind,
+                int(fields["pfn"], 0) if "pfn" in fields else None,
+            )
+            (events if kind else other).append(row)
+    return time.perf_counter() - t, n
+
+
+def ingest_subprocess(path: Path, dataset: Path) -> tuple[float, dict[str, object], float]:
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(dataset)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    wall = time.perf_counter() - t
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return wall, res, rss_mb
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--lines", type=int, default=10_000_000, help="trace lines (default 10M)")
+    ap.add_argument("--baseline-lines", type=int, default=1_000_000, help="slice for (b)")
+    ap.add_argument("--keep", type=Path, help="write the trace and dataset here and keep them")
+    args = ap.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    work.mkdir(parents=True, exist_ok=True)
+    trace = work / "bench.trace"
+    t = time.perf_counter()
+    n = generate(trace, args.lines)
+    gen_s = time.perf_counter() - t
+    size_mb = trace.stat().st_size / 1e6
+
+    wall, res, rss_mb = ingest_subprocess(trace, work / "ds")
+    entry = res["entry"]
+    ingest_s = float(res["seconds"])  # inside the child, without interpreter start-up
+    split_s, split_n = split_lines(trace)
+    assert split_n == n == entry["lines"]["total"], (split_n, n, entry["lines"])
+    base_slice_s, base_n = python_baseline(trace, args.baseline_lines)
+    base_s = base_slice_s * n / max(base_n, 1)
+
+    rows = [
+        ("(a) line split", split_s),
+        (f"(b) per-line Python re (scaled from {base_n:,})", base_s),
+        ("(c) ingest_files → Parquet", ingest_s),
+    ]
+    print(f"trace: {n:,} lines, {size_mb:,.0f} MB (generated in {gen_s:.1f}s) at {trace}")
+    print(f"{'stage':<46} {'seconds':>9} {'lines/s':>12} {'MB/s':>8}")
+    for name, s in rows:
+        print(f"{name:<46} {s:>9.2f} {n / s:>12,.0f} {size_mb / s:>8.1f}")
+    print(
+        f"ingest: {ingest_s / split_s:.1f}x the line split (target <= 6), "
+        f"{base_s / ingest_s:.1f}x faster than the per-line baseline (target >= 10), "
+        f"peak RSS {rss_mb:,.0f} MB (target < 1536); wall with start-up {wall:.1f}s"
+    )
+    print(f"line accounting: {json.dumps(entry['lines'])}")
+    print(f"events by kind: {json.dumps(entry['events_by_kind'])}")
+    print(
+        "BENCH_JSON "
+        + json.dumps(
+            {
+                "stage": "ingest",
+                "events": n,
+                "seconds": round(ingest_s, 3),
+                "events_per_s": round(n / ingest_s),
+                "peak_rss_mb": round(rss_mb, 1),
+                "mb_per_s": round(size_mb / ingest_s, 1),
+                "ratio_to_line_split": round(ingest_s / split_s, 2),
+                "speedup_vs_python_baseline": round(base_s / ingest_s, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

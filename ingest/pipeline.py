@@ -1,0 +1,535 @@
+"""Streaming ingest: trace text → canonical tables in the dataset, one bounded chunk at a time.
+
+Each chunk of lines is framed by the format's reader, its event rows mapped to kinds, and every
+table's share written as its own Parquet part into a scratch directory; nothing holds more than
+one chunk, so memory stays flat whatever the file's size. What must cross chunk boundaries
+(timestamps around lost-event markers, the last timestamp per CPU, stack depth) is carried in a
+small `_Carry`. Finished traces are renamed into place and committed by the manifest
+(see ingest/dataset.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ingest import dataset as ds
+from ingest import source as src
+from ingest.errors import InputError
+from ingest.framing import FORMATS, ChunkContext, conform_framed
+from ingest.schema import KINDS, LINE_CATEGORIES, TABLES, conform
+
+HEAD_LINES = 200
+
+# The trace clock as the text shows it (first match wins): ns digits (`trace-cmd report -t`,
+# `perf script --ns`), µs digits (ftrace's default display of local/global/mono clocks), a
+# latency-format `NNNus` count, or a bare counter (`trace_clock` counter, x86-tsc).
+_CLOCKS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("ns", re.compile(r"\s\d+\.\d{9}:\s")),
+    ("us", re.compile(r"\s\d+\.\d{6}:\s")),
+    ("us", re.compile(r"\s\d+us\S?\s?:\s")),
+    ("counter", re.compile(r"\]\s+(?:[^\s\d]\S*\s+)?\d+:\s")),
+)
+
+# progress(path, bytes_done, bytes_total or None)
+Progress = Callable[[Path, int, int | None], None]
+Framer = Callable[[pl.Series, int, ChunkContext], pl.DataFrame]
+
+
+@dataclass
+class TraceSummary:
+    """What happened to one input: `status` is ingested, replaced or already."""
+
+    trace_id: str
+    path: Path
+    status: str
+    entry: dict[str, Any]
+
+    @property
+    def message(self) -> str:
+        if self.status == "already":
+            return f"{self.path}: already ingested as {self.trace_id}"
+        return f"{self.path}: {self.status} as {self.trace_id}"
+
+
+# ---------------------------------------------------------------------------- readers
+
+
+def framer_for(fmt: str) -> Framer:
+    """The reader for one of framing.FORMATS."""
+    if fmt in ("ftrace", "trace-cmd"):
+        from ingest.read_ftrace import frame_ftrace
+
+        return frame_ftrace
+    if fmt == "perf":
+        from ingest.read_perf import frame_perf
+
+        return frame_perf
+    if fmt in ("bpftrace", "bpftrace-json"):
+        from ingest.read_bpftrace import frame_bpftrace
+
+        return frame_bpftrace
+    raise InputError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+
+
+def _detect(head: list[str], path: Path) -> str:
+    from ingest.detect import detect_format
+
+    return detect_format(head, str(path))
+
+
+def _load_mapping(mapping_file: Path | None) -> Any:
+    from ingest.mapping import load_mapping
+
+    return load_mapping(Path(mapping_file) if mapping_file else None)
+
+
+def _map(events: pl.DataFrame, trace_id: str, mapping: Any) -> Any:
+    from ingest.mapping import map_events
+
+    return map_events(events, trace_id, mapping)
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def ingest_files(
+    paths: Iterable[Path | str],
+    dataset: Path | str,
+    *,
+    format: str | None = None,
+    mapping_file: Path | str | None = None,
+    trace_id: str | None = None,
+    replace: bool = False,
+    kernel: str | None = None,
+    progress: Progress | None = None,
+) -> list[TraceSummary]:
+    """Ingest trace files into a dataset (created if needed), committing each one atomically.
+
+    All inputs are checked (exist, readable, not binary, mapping valid) before the dataset is
+    touched, so a typo in the last argument does not leave the first ones half-done.
+    """
+    paths = [Path(p) for p in paths]
+    dataset = Path(dataset)
+    if not paths:
+        raise InputError("no trace files given")
+    if trace_id is not None:
+        if len(paths) != 1:
+            raise InputError("--trace-id names one trace: give exactly one TRACE with it")
+        ds.check_trace_id(trace_id)
+    if format is not None and format not in FORMATS:
+        raise InputError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
+    for p in paths:
+        src.sniff(p)
+    _check_dataset_dir(dataset)
+    mapping = _load_mapping(Path(mapping_file) if mapping_file else None)
+
+    results: list[TraceSummary] = []
+    with ds.lock(dataset):
+        ds.collect_garbage(dataset)
+        for p in paths:
+            results.append(
+                _ingest_one(
+                    p,
+                    dataset,
+                    fmt=format,
+                    mapping=mapping,
+                    mapping_file=mapping_file,
+                    trace_id=trace_id,
+                    replace=replace,
+                    kernel=kernel,
+                    progress=progress,
+                )
+            )
+    return results
+
+
+def _check_dataset_dir(dataset: Path) -> None:
+    if dataset.exists() and not dataset.is_dir():
+        raise InputError(f"{dataset}: exists and is not a directory; expected a dataset dir")
+    if dataset.is_dir() and not ds.is_dataset(dataset):
+        stray = [
+            p.name
+            for p in dataset.iterdir()
+            if p.name not in (ds.LOCK_FILE, *TABLES) and not p.name.startswith(ds.TMP_PREFIX)
+        ]
+        if stray:
+            raise InputError(
+                f"{dataset}: exists, is not empty and is not a pinscope dataset (no "
+                "manifest.json); choose a new or empty directory"
+            )
+
+
+def _choose_id(
+    path: Path, sha: str, existing: list[dict[str, Any]], trace_id: str | None, replace: bool
+) -> str:
+    by_id = {t["trace_id"]: t for t in existing}
+    if trace_id is not None:
+        held = by_id.get(trace_id)
+        if held is not None and held["sha256"] != sha and not replace:
+            raise InputError(
+                f"{path}: trace id {trace_id!r} already holds {held['source']}; "
+                "use --replace to overwrite it or choose another --trace-id"
+            )
+        return trace_id
+    same = [t for t in existing if t["sha256"] == sha]
+    if same:
+        return same[0]["trace_id"]
+    name = path.name
+    for suffix in (".gz", ".xz", ".bz2", ".zst"):
+        name = name.removesuffix(suffix)
+    base = ds.safe_id(Path(name).stem or name)
+    if replace or base not in by_id:
+        return base
+    n = 2
+    while f"{base}-{n}" in by_id:
+        n += 1
+    return f"{base}-{n}"
+
+
+def _ingest_one(
+    path: Path,
+    dataset: Path,
+    *,
+    fmt: str | None,
+    mapping: Any,
+    mapping_file: Path | str | None,
+    trace_id: str | None,
+    replace: bool,
+    kernel: str | None,
+    progress: Progress | None,
+) -> TraceSummary:
+    sha = src.sha256_of(path)
+    existing = ds.traces(dataset)
+    same = [t for t in existing if t["sha256"] == sha]
+    if same and not replace and (trace_id is None or trace_id == same[0]["trace_id"]):
+        return TraceSummary(same[0]["trace_id"], path, "already", same[0])
+    tid = _choose_id(path, sha, existing, trace_id, replace)
+
+    tmp = ds.new_tmp_dir(dataset)
+    try:
+        entry = _write_trace(path, tmp, tid, sha, fmt, mapping, kernel, progress)
+        if mapping_file:
+            entry["mapping"] = str(Path(mapping_file).resolve())
+        replacing = any(t["trace_id"] == tid for t in existing)
+        man = ds.manifest(dataset)
+        if replacing:
+            # Two commits: first the trace leaves the manifest (its dirs become garbage), then
+            # the new dirs move in and the manifest takes it back. A crash in between loses
+            # the old copy of this one trace, never mixes old and new rows.
+            man["traces"] = [t for t in man["traces"] if t["trace_id"] != tid]
+            ds.write_manifest(dataset, man)
+        for table in TABLES:
+            (dataset / table).mkdir(exist_ok=True)
+            ds.swap_into_place(tmp / table, ds.trace_dir(dataset, table, tid))
+        man["traces"].append(entry)
+        ds.write_manifest(dataset, man)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return TraceSummary(tid, path, "replaced" if replacing else "ingested", entry)
+
+
+# ---------------------------------------------------------------------------- one trace
+
+
+@dataclass
+class _Carry:
+    """State crossing chunk boundaries."""
+
+    last_ts: int | None = None  # last timestamped line so far (lost gaps start here)
+    pending_lost: pl.DataFrame | None = None  # lost markers still waiting for a next timestamp
+    cpu_last: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={"cpu": pl.Int16(), "ts_ns": pl.Int64()})
+    )
+    stack_event_line: int | None = None
+    stack_next_depth: int = 0
+
+
+@dataclass
+class _Totals:
+    lines: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LINE_CATEGORIES, 0))
+    total: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    lost_events: int = 0
+    lost_unknown: int = 0
+    backwards: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+
+
+class _PartWriter:
+    """Numbered Parquet parts per table inside the scratch dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.n = dict.fromkeys(TABLES, 0)
+        for t in TABLES:
+            (root / t).mkdir(parents=True)
+
+    def write(self, table: str, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        self._put(table, df)
+
+    def _put(self, table: str, df: pl.DataFrame) -> None:
+        p = self.root / table / f"part-{self.n[table]:05d}.parquet"
+        df.write_parquet(p, compression="zstd", statistics=True)
+        self.n[table] += 1
+
+    def finish(self) -> None:
+        # Every table gets at least one (possibly empty) part: readers always find the schema.
+        for t in TABLES:
+            if self.n[t] == 0:
+                self._put(t, pl.DataFrame(schema=TABLES[t]))
+
+
+def _write_trace(
+    path: Path,
+    tmp: Path,
+    tid: str,
+    sha: str,
+    fmt: str | None,
+    mapping: Any,
+    kernel: str | None,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    writer = _PartWriter(tmp)
+    carry = _Carry()
+    tot = _Totals()
+    with src.open_source(path) as source:
+        chunks = src.iter_line_chunks(source.stream, src.BLOCK_SIZE)
+        first = next(chunks, None)
+        if first is None:
+            raise InputError(f"{path}: empty file, nothing to ingest (expected trace text)")
+        head = first.lines.head(HEAD_LINES).to_list()
+        if fmt is None:
+            fmt = "trace-cmd" if source.container == "dat" else _detect(head, path)
+        info = {**src.uname_info(source.uname), **src.header_info(head)}
+        ctx = ChunkContext(path=str(path), format=fmt)
+        frame = framer_for(fmt)
+        for chunk in _with_progress(chain([first], chunks), source, path, progress):
+            _process_chunk(chunk, frame, ctx, tid, mapping, writer, carry, tot)
+    if carry.pending_lost is not None:
+        writer.write("lost", carry.pending_lost)
+    writer.finish()
+
+    accounted = sum(tot.lines.values())
+    if accounted != tot.total:
+        raise RuntimeError(
+            f"{path}: line accounting is off: {tot.total} lines but {tot.lines} add up to "
+            f"{accounted} (a reader or the mapper lost or invented rows)"
+        )
+    clock = ctx.extra.get("clock") or detect_clock(head, fmt)
+    return {
+        "trace_id": tid,
+        "source": str(path.resolve()),
+        "sha256": sha,
+        "size": source.size,
+        "container": source.container,
+        "format": fmt,
+        "kernel": kernel or info.get("kernel"),
+        "host": info.get("host"),
+        "clock": clock,
+        "first_ts_ns": tot.first_ts,
+        "last_ts_ns": tot.last_ts,
+        "lines": {"total": tot.total, **tot.lines},
+        "lost_events": tot.lost_events,
+        "lost_markers": tot.lines["lost"],
+        "lost_markers_unknown": tot.lost_unknown,
+        "events_by_kind": {k: tot.by_kind[k] for k in KINDS if tot.by_kind.get(k)},
+        "warnings": {"time_backwards_per_cpu": tot.backwards},
+        "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def detect_clock(head: list[str], fmt: str) -> str | None:
+    """Which clock the timestamps in the first lines were printed with; None if unknown."""
+    if fmt.startswith("bpftrace"):
+        return None
+    for name, pattern in _CLOCKS:
+        if any(pattern.search(line) for line in head):  # at most HEAD_LINES lines
+            return name
+    return None
+
+
+def _with_progress(
+    chunks: Iterator[src.LineChunk],
+    source: src.Source,
+    path: Path,
+    progress: Progress | None,
+) -> Iterator[src.LineChunk]:
+    text_bytes = 0
+    for chunk in chunks:
+        yield chunk
+        text_bytes += chunk.nbytes
+        if progress is not None:
+            pos = source.raw_position()
+            if pos is None:
+                progress(path, text_bytes, None)
+            else:
+                progress(path, pos, source.size)
+
+
+def _process_chunk(
+    chunk: src.LineChunk,
+    frame: Framer,
+    ctx: ChunkContext,
+    tid: str,
+    mapping: Any,
+    writer: _PartWriter,
+    carry: _Carry,
+    tot: _Totals,
+) -> None:
+    n = chunk.lines.len()
+    framed = conform_framed(frame(chunk.lines, chunk.first_line, ctx))
+    if framed.height != n:
+        raise RuntimeError(
+            f"{ctx.path}: the {ctx.format} reader returned {framed.height} rows for {n} lines "
+            f"starting at line {chunk.first_line}"
+        )
+    tot.total += n
+    cls = pl.col("cls")
+    ev = framed.filter(cls == "event")
+    tid_lit = pl.lit(tid, pl.String()).alias("trace_id")
+
+    mapped = _map(ev, tid, mapping)
+    events = conform(mapped.events.with_columns(tid_lit), "events")
+    other = conform(mapped.other.with_columns(tid_lit), "other_events")
+    map_rejects = conform(mapped.rejects.with_columns(tid_lit), "rejects")
+    if events.height + other.height + map_rejects.height != ev.height:
+        raise RuntimeError(
+            f"{ctx.path}: the mapper returned {events.height} events + {other.height} other + "
+            f"{map_rejects.height} rejects for {ev.height} event lines "
+            f"starting at line {chunk.first_line}"
+        )
+    rejects = pl.concat(
+        [conform(framed.filter(cls == "reject").with_columns(tid_lit), "rejects"), map_rejects]
+    ).sort("line")
+    stacks = _stacks(framed.filter(cls == "stack"), tid, carry)
+    ts = ev.select("line", "ts_ns", "cpu").filter(pl.col("ts_ns").is_not_null())
+    lost_rows = framed.filter(cls == "lost")
+    lost = _lost(lost_rows, ts, tid, carry)
+
+    writer.write("events", events)
+    writer.write("other_events", other)
+    writer.write("rejects", rejects)
+    writer.write("stacks", stacks)
+    writer.write("lost", lost)
+
+    n_comments = framed.filter(cls == "comment").height
+    n_lost = lost_rows.height
+    if n_lost:
+        known, unknown = lost_rows.select(
+            pl.col("lost_events").sum().alias("known"),
+            pl.col("lost_events").null_count().alias("unknown"),
+        ).row(0)
+        tot.lost_events += int(known or 0)
+        tot.lost_unknown += int(unknown)
+    for key, value in (
+        ("events", events.height),
+        ("other", other.height),
+        ("stack", stacks.height),
+        ("lost", n_lost),
+        ("comments", n_comments),
+        ("rejected", rejects.height),
+    ):
+        tot.lines[key] += value
+    _count_kinds(events, tot)
+    _time_stats(ts, carry, tot)
+
+
+def _count_kinds(events: pl.DataFrame, tot: _Totals) -> None:
+    if events.height == 0:
+        return
+    counts = events.group_by("kind").len()
+    for kind, n in counts.iter_rows():  # at most len(KINDS) rows
+        if kind is not None:
+            tot.by_kind[kind] = tot.by_kind.get(kind, 0) + n
+
+
+def _time_stats(ts: pl.DataFrame, carry: _Carry, tot: _Totals) -> None:
+    """First/last timestamp and time going backwards within a CPU, in file order."""
+    if ts.height == 0:
+        return
+    lo, hi = ts.select(pl.col("ts_ns").min().alias("lo"), pl.col("ts_ns").max().alias("hi")).row(0)
+    tot.first_ts = lo if tot.first_ts is None else min(tot.first_ts, lo)
+    tot.last_ts = hi if tot.last_ts is None else max(tot.last_ts, hi)
+    seq = pl.concat(
+        [
+            carry.cpu_last.with_columns(pl.lit(0, pl.Int64).alias("line")).select(
+                "line", "ts_ns", "cpu"
+            ),
+            ts.select("line", "ts_ns", "cpu"),
+        ]
+    )
+    back = seq.select((pl.col("ts_ns").diff().over("cpu") < 0).sum().alias("n")).item()
+    tot.backwards += int(back or 0)
+    carry.cpu_last = seq.group_by("cpu").agg(pl.col("ts_ns").last())
+    carry.last_ts = int(ts["ts_ns"][-1])
+
+
+def _stacks(rows: pl.DataFrame, tid: str, carry: _Carry) -> pl.DataFrame:
+    """Stack frames with their depth in their block (which may continue from the last chunk)."""
+    if rows.height == 0:
+        return pl.DataFrame(schema=TABLES["stacks"])
+    cont_line = carry.stack_event_line
+    cont_depth = carry.stack_next_depth
+    out = rows.select(
+        pl.lit(tid, pl.String()).alias("trace_id"),
+        pl.col("event_line"),
+        pl.col("line"),
+        (
+            pl.int_range(pl.len()).over("event_line")
+            + pl.when(pl.col("event_line") == pl.lit(cont_line, pl.Int64))
+            .then(cont_depth)
+            .otherwise(0)
+        )
+        .cast(pl.Int32)
+        .alias("depth"),
+        pl.col("body").alias("frame"),
+    )
+    last = out.row(-1, named=True)
+    carry.stack_event_line = last["event_line"]
+    carry.stack_next_depth = last["depth"] + 1
+    return conform(out, "stacks")
+
+
+def _lost(rows: pl.DataFrame, ts: pl.DataFrame, tid: str, carry: _Carry) -> pl.DataFrame:
+    """Lost markers with the timestamps around them; those with no next timestamp yet wait."""
+    first_ts = int(ts["ts_ns"][0]) if ts.height else None
+    out: list[pl.DataFrame] = []
+    if carry.pending_lost is not None and first_ts is not None:
+        out.append(
+            carry.pending_lost.with_columns(pl.lit(first_ts, pl.Int64).alias("gap_end_ts_ns"))
+        )
+        carry.pending_lost = None
+    if rows.height:
+        tsl = ts.select("line", "ts_ns").sort("line")
+        lost = (
+            rows.select("line", "cpu", "lost_events", "text")
+            .sort("line")
+            .join_asof(tsl.rename({"ts_ns": "gap_start_ts_ns"}), on="line", strategy="backward")
+            .join_asof(tsl.rename({"ts_ns": "gap_end_ts_ns"}), on="line", strategy="forward")
+            .with_columns(
+                pl.col("gap_start_ts_ns").fill_null(pl.lit(carry.last_ts, pl.Int64)),
+                pl.lit(tid, pl.String()).alias("trace_id"),
+            )
+        )
+        lost = conform(lost, "lost")
+        waiting = lost.filter(pl.col("gap_end_ts_ns").is_null())
+        out.append(lost.filter(pl.col("gap_end_ts_ns").is_not_null()))
+        if waiting.height:
+            carry.pending_lost = (
+                waiting if carry.pending_lost is None else pl.concat([carry.pending_lost, waiting])
+            )
+    if not out:
+        return pl.DataFrame(schema=TABLES["lost"])
+    return conform(pl.concat(out), "lost")

@@ -1,0 +1,297 @@
+"""Opening a trace file, whatever it is wrapped in, as a stream of numbered line chunks.
+
+Containers are recognised by their magic bytes, not their suffix: users rename files, and CI
+systems add `.log` to everything. A trace-cmd `.dat` file is turned into text by `trace-cmd
+report`, streamed from its stdout so that its size never matters.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from ingest.errors import InputError
+
+BLOCK_SIZE = 16 << 20
+
+MAGICS: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gz"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bz2"),
+    (b"\x28\xb5\x2f\xfd", "zst"),
+    (b"\x17\x08\x44tracing", "dat"),
+)
+
+TRACE_CMD_HINT = (
+    "install trace-cmd (Debian: apt-get install trace-cmd) or run `trace-cmd report` on it"
+)
+
+# `trace-cmd report` flags: -t keeps nanoseconds (it otherwise truncates to microseconds).
+TRACE_CMD_REPORT = ("report", "-t", "-i")
+
+_SEP = "\x1f"  # a byte no trace line contains; checked per block, with a fallback
+
+
+@dataclass
+class Source:
+    """An opened input: a text stream plus what is known about the file it came from."""
+
+    path: Path
+    container: str  # plain, gz, xz, bz2, zst, dat
+    size: int
+    stream: BinaryIO  # decompressed / reported text bytes
+    raw: BinaryIO | None  # the file itself, for progress (None for .dat)
+    uname: str | None = None  # `trace-cmd report --uname` for .dat files
+
+    def raw_position(self) -> int | None:
+        """How far into the file on disk reading has got, for a progress bar."""
+        if self.raw is None or self.raw.closed:
+            return None
+        return self.raw.tell()
+
+
+def sniff(path: Path) -> str:
+    """Which container a file is, from its first bytes; raise for binary junk."""
+    _check_file(path)
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    for magic, name in MAGICS:
+        if head.startswith(magic):
+            return name
+    if b"\x00" in head:
+        raise InputError(
+            f"{path}: binary data (NUL bytes in the first KiB), not a trace: expected text "
+            "(ftrace, trace-cmd report, perf script, bpftrace), a .gz/.xz/.bz2/.zst of one, "
+            "or a trace-cmd .dat file"
+        )
+    return "plain"
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a trace file")
+
+
+def sha256_of(path: Path) -> str:
+    """The file's identity in the manifest: re-ingesting the same bytes is a no-op."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def trace_cmd_uname(path: Path) -> str | None:
+    """`Linux host release arch` as trace-cmd recorded it, or None."""
+    exe = shutil.which("trace-cmd")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "report", "--uname", "-i", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = [ln for ln in out.stdout.splitlines() if ln.startswith("Linux ")]
+    return found[0].strip() if found else None
+
+
+@contextmanager
+def open_source(path: Path) -> Iterator[Source]:
+    """Open a trace for reading as text bytes, undoing compression or running trace-cmd."""
+    path = Path(path)
+    container = sniff(path)
+    size = path.stat().st_size
+    if container == "dat":
+        with _trace_cmd_report(path) as src:
+            yield src
+        return
+    raw = open(path, "rb")  # noqa: SIM115 - closed below, wrapped by the decompressor
+    try:
+        stream: BinaryIO
+        if container == "gz":
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        elif container == "xz":
+            stream = lzma.LZMAFile(raw, mode="rb")  # type: ignore[assignment]  # noqa: SIM115
+        elif container == "bz2":
+            stream = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
+        elif container == "zst":
+            import zstandard
+
+            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[assignment]
+        else:
+            stream = raw
+        yield Source(path, container, size, stream, raw)
+    finally:
+        raw.close()
+
+
+@contextmanager
+def _trace_cmd_report(path: Path) -> Iterator[Source]:
+    exe = shutil.which("trace-cmd")
+    if exe is None:
+        raise InputError(f"{path} is a trace-cmd .dat file; {TRACE_CMD_HINT}")
+    uname = trace_cmd_uname(path)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [exe, *TRACE_CMD_REPORT, str(path)], stdout=subprocess.PIPE, stderr=err
+        )
+        assert proc.stdout is not None
+        stream = _CountingReader(proc.stdout)
+        try:
+            yield Source(path, "dat", path.stat().st_size, stream, None, uname)  # type: ignore[arg-type]
+        finally:
+            proc.stdout.close()
+            rc = proc.wait()
+        err.seek(0)
+        message = err.read().decode("utf-8", "replace").strip()
+        # trace-cmd exits 0 even when it cannot read the file: an empty report with a message
+        # on stderr is the failure signal too.
+        if rc != 0 or (stream.count == 0 and message):
+            raise InputError(
+                f"{path}: `trace-cmd report` failed (exit {rc}): {message or 'no output'}"
+            )
+
+
+class _CountingReader(io.RawIOBase):
+    """A pipe that remembers how many bytes came through it."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        data = self.inner.read(n)
+        self.count += len(data)
+        return data
+
+
+@dataclass
+class LineChunk:
+    """A run of whole lines: `lines[i]` is line `first_line + i` of the file."""
+
+    lines: pl.Series
+    first_line: int
+    nbytes: int
+
+
+def read_full(stream: BinaryIO, n: int) -> bytes:
+    """Read up to n bytes, looping: pipes and decompressors return short reads."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        data = stream.read(n - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def iter_line_chunks(stream: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[LineChunk]:
+    """Cut a byte stream into chunks of whole lines, carrying the partial last line forward.
+
+    A final line without a newline is still a line. `\\r\\n` endings lose their `\\r`.
+    """
+    first_line = 1
+    tail = b""
+    while True:
+        data = read_full(stream, block_size)
+        if not data:
+            break
+        block = tail + data
+        cut = block.rfind(b"\n")
+        if cut < 0:
+            tail = block  # one line longer than a block: keep reading
+            continue
+        tail = block[cut + 1 :]
+        body = block[: cut + 1]
+        lines = split_lines(body)
+        yield LineChunk(lines, first_line, len(body))
+        first_line += lines.len()
+    if tail:
+        lines = split_lines(tail + b"\n")
+        yield LineChunk(lines, first_line, len(tail))
+
+
+def split_lines(body: bytes) -> pl.Series:
+    """Split newline-terminated bytes into a String series, one element per line.
+
+    polars' CSV reader with a separator that never occurs is the fastest honest splitter
+    (multi-threaded, lossy UTF-8, keeps blank lines as nulls); the count is checked against
+    the newlines, with a plain split as the fallback for the odd block it cannot take.
+    """
+    n = body.count(b"\n")
+    if _SEP.encode() not in body:
+        try:
+            df = pl.read_csv(
+                io.BytesIO(body),
+                has_header=False,
+                separator=_SEP,
+                quote_char=None,
+                schema={"line": pl.String()},
+                encoding="utf8-lossy",
+                eol_char="\n",
+            )
+            if df.height == n:
+                s = df.to_series().fill_null("")
+                return _strip_cr(s, body)
+        except pl.exceptions.ComputeError:
+            pass
+    text = body[:-1].decode("utf-8", "replace")
+    s = pl.Series("line", text.split("\n"), dtype=pl.String())
+    return _strip_cr(s, body)
+
+
+def _strip_cr(s: pl.Series, body: bytes) -> pl.Series:
+    if b"\r" in body:
+        s = s.str.strip_suffix("\r")
+    return s
+
+
+_PINSCOPE_HEADER = re.compile(r"^#\s*pinscope\b(.*)$")
+_KV = re.compile(r"(\w+)=(\S+)")
+
+
+def header_info(head: list[str]) -> dict[str, str]:
+    """`kernel` and `host` from the `# pinscope kernel=… host=…` lines the shipped probes write."""
+    info: dict[str, str] = {}
+    for text in head:
+        m = _PINSCOPE_HEADER.match(text.strip())
+        if m:
+            for k, v in _KV.findall(m.group(1)):
+                info.setdefault(k, v)
+    return info
+
+
+def uname_info(uname: str | None) -> dict[str, str]:
+    """kernel and host from `Linux host release arch`."""
+    if not uname:
+        return {}
+    parts = uname.split()
+    if len(parts) >= 3:
+        return {"host": parts[1], "kernel": parts[2]}
+    return {}

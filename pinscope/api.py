@@ -1,0 +1,92 @@
+"""A small public Python API: open a dataset, ingest traces, query it.
+
+from pinscope.api import ingest, open_dataset
+ingest(["trace.txt.zst"], "ds")
+d = open_dataset("ds")
+d.scan("events").filter(...).collect()
+d.connect().sql("SELECT kind, count(*) FROM events GROUP BY kind").show()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from ingest import dataset as ds
+from ingest.pipeline import TraceSummary, ingest_files
+
+__all__ = ["Dataset", "TraceSummary", "connect", "ingest", "open_dataset"]
+
+# Hooks adding views to every connection (name → SELECT) besides the rules' own views.
+VIEW_PROVIDERS: list[Callable[[Path], dict[str, str]]] = []
+
+
+def _derived_schemas() -> dict[str, dict[str, pl.DataType]]:
+    from analysis.findings import FINDINGS_SCHEMA
+    from replay.schema import DERIVED_TABLES
+
+    return {**DERIVED_TABLES, "findings": FINDINGS_SCHEMA}
+
+
+def _extra_views(dataset: Path) -> dict[str, str]:
+    """The rule catalogue's helper views and one view per rule (findings as SQL)."""
+    from analysis.rules import rule_views
+
+    views = dict(rule_views())
+    for provider in VIEW_PROVIDERS:
+        views.update(provider(dataset))
+    return views
+
+
+def connect(dataset: Path | str, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """DuckDB over the dataset: canonical, derived (typed even before replay) and rule views."""
+    dataset = ds.require_dataset(Path(dataset))
+    return ds.connect(
+        dataset,
+        read_only=read_only,
+        extra_views=_extra_views(dataset),
+        derived_schemas=_derived_schemas(),
+    )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An opened dataset; every read goes through the manifest."""
+
+    path: Path
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return ds.manifest(self.path)
+
+    @property
+    def traces(self) -> list[dict[str, Any]]:
+        return ds.traces(self.path)
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        schema = None
+        if table.startswith(f"{ds.DERIVED}/"):
+            schema = _derived_schemas().get(table.split("/", 1)[1])
+        return ds.scan(self.path, table, schema=schema)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return connect(self.path)
+
+
+def open_dataset(path: Path | str) -> Dataset:
+    """Open an existing dataset (InputError if the directory holds none)."""
+    return Dataset(ds.require_dataset(Path(path)))
+
+
+def ingest(
+    paths: Iterable[Path | str],
+    dataset: Path | str,
+    **kwargs: Any,
+) -> list[TraceSummary]:
+    """Ingest traces (see ingest.pipeline.ingest_files for the options)."""
+    return ingest_files(paths, dataset, **kwargs)
