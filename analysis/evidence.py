@@ -180,10 +180,22 @@ def quote_lines(dataset: Path, trace_id: str, lines: Iterable[int]) -> dict[int,
     return {n: q.render() for n, q in quote(dataset, trace_id, lines).items()}
 
 
-def quote_findings(dataset: Path, findings: pl.DataFrame) -> dict[tuple[str, int], Quote]:
-    """Every evidence line of every finding, one pass over each trace's source."""
+QUOTE_SCHEMA: dict[str, pl.DataType] = {
+    "trace_id": pl.String(),
+    "line": pl.Int64(),
+    "text": pl.String(),
+    "reconstructed": pl.Boolean(),
+}
+
+
+def quote_frame(dataset: Path, findings: pl.DataFrame) -> pl.DataFrame:
+    """Every evidence line of every finding as a table (QUOTE_SCHEMA), one pass per trace.
+
+    A frame rather than a dict of Quote objects, so that a report over hundreds of thousands of
+    findings joins its evidence in polars instead of building one Python object per line.
+    """
     if findings.is_empty():
-        return {}
+        return pl.DataFrame(schema=QUOTE_SCHEMA)
     wanted = (
         findings.select("trace_id", pl.col("evidence_lines").alias("line"))
         .explode("line")
@@ -192,8 +204,36 @@ def quote_findings(dataset: Path, findings: pl.DataFrame) -> dict[tuple[str, int
         .group_by("trace_id")
         .agg("line")
     )
-    out: dict[tuple[str, int], Quote] = {}
-    for trace_id, lines in wanted.iter_rows():
-        for n, q in quote(dataset, trace_id, lines).items():
-            out[(trace_id, n)] = q
-    return out
+    parts = []
+    for trace_id, lines in wanted.iter_rows():  # one pass over each trace's source
+        lines = sorted({int(x) for x in lines})
+        trace = next((t for t in ds.traces(dataset) if t.get("trace_id") == trace_id), None)
+        if trace is None or not lines:
+            continue
+        got = _from_source(trace, lines)
+        rebuilt = got is None
+        if rebuilt:
+            got = _reconstruct(dataset, trace_id, lines)
+        parts.append(
+            pl.DataFrame(
+                {"line": list(got.keys()), "text": list(got.values())},
+                schema={"line": pl.Int64(), "text": pl.String()},
+            ).with_columns(
+                pl.lit(trace_id).alias("trace_id"), pl.lit(rebuilt).alias("reconstructed")
+            )
+        )
+    if not parts:
+        return pl.DataFrame(schema=QUOTE_SCHEMA)
+    return pl.concat(parts).select(list(QUOTE_SCHEMA)).cast(QUOTE_SCHEMA)  # type: ignore[arg-type]
+
+
+def quotes_of(frame: pl.DataFrame) -> dict[tuple[str, int], Quote]:
+    """(trace_id, line) → Quote for the rows of a quote_frame."""
+    return {
+        (t, n): Quote(n, text, r) for t, n, text, r in frame.select(list(QUOTE_SCHEMA)).iter_rows()
+    }
+
+
+def quote_findings(dataset: Path, findings: pl.DataFrame) -> dict[tuple[str, int], Quote]:
+    """Every evidence line of every finding, one pass over each trace's source."""
+    return quotes_of(quote_frame(dataset, findings))

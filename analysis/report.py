@@ -7,17 +7,21 @@ was found, and in which order (most severe first, then by time).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from analysis.evidence import Quote, quote_findings
+from analysis.evidence import QUOTE_SCHEMA, Quote, quote_frame, quotes_of
 from analysis.findings import FINDINGS_SCHEMA, SEVERITIES, severity_rank
 from ingest import dataset as ds
 
 PAGE_SIZE = 4096
 TOP = 10
+# Findings shown in full per rule by the terminal and Markdown reports (None: all); the rest are
+# counted. Hundreds of thousands of panels help nobody; the JSON report always has every one.
+SHOW_PER_RULE = 50
 
 
 @dataclass
@@ -25,16 +29,46 @@ class Report:
     findings: pl.DataFrame  # FINDINGS_SCHEMA, sorted
     summary: dict[str, Any]
     traces: list[dict[str, Any]]
-    quotes: dict[tuple[str, int], Quote] = field(default_factory=dict)
+    quote_table: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUOTE_SCHEMA))
+
+    @cached_property
+    def quotes(self) -> dict[tuple[str, int], Quote]:
+        return quotes_of(self.quote_table)
 
     def rows(self) -> list[dict[str, Any]]:
         return self.findings.to_dicts()
 
-    def evidence(self, finding: dict[str, Any]) -> list[Quote | int]:
+    def shown(self, per_rule: int | None = SHOW_PER_RULE) -> tuple[list[dict[str, Any]], dict]:
+        """The first `per_rule` findings of each rule (report order), and {rule: n not shown}."""
+        if per_rule is None:
+            return self.rows(), {}
+        nth = pl.int_range(pl.len()).over("rule")
+        kept = self.findings.filter(nth < per_rule)
+        rest = (
+            self.findings.group_by("rule", maintain_order=True)
+            .len()
+            .filter(pl.col("len") > per_rule)
+        )
+        hidden = {r: n - per_rule for r, n in rest.iter_rows()}
+        return kept.to_dicts(), hidden
+
+    def quotes_for(self, rows: list[dict[str, Any]]) -> dict[tuple[str, int], Quote]:
+        """The quotes of just these findings' evidence (a capped report needs no others)."""
+        want = pl.DataFrame(
+            {
+                "trace_id": [f["trace_id"] for f in rows],
+                "line": [f["evidence_lines"] or [] for f in rows],
+            },
+            schema={"trace_id": pl.String(), "line": pl.List(pl.Int64())},
+        ).explode("line")
+        return quotes_of(self.quote_table.join(want.unique(), on=["trace_id", "line"]))
+
+    def evidence(
+        self, finding: dict[str, Any], quotes: dict[tuple[str, int], Quote] | None = None
+    ) -> list[Quote | int]:
         """Each evidence line as a Quote, or its bare number when nothing could quote it."""
-        return [
-            self.quotes.get((finding["trace_id"], n), n) for n in finding["evidence_lines"] or []
-        ]
+        quotes = self.quotes if quotes is None else quotes
+        return [quotes.get((finding["trace_id"], n), n) for n in finding["evidence_lines"] or []]
 
 
 def sort_findings(findings: pl.DataFrame) -> pl.DataFrame:
@@ -110,7 +144,11 @@ def build_report(
     findings = sort_findings(findings.select(list(FINDINGS_SCHEMA)))
     if traces is None:
         traces = ds.traces(dataset) if dataset is not None else []
-    quotes = quote_findings(dataset, findings) if quote and dataset is not None else {}
+    quotes = (
+        quote_frame(dataset, findings)
+        if quote and dataset is not None
+        else pl.DataFrame(schema=QUOTE_SCHEMA)
+    )
     return Report(findings, summarize(findings), traces, quotes)
 
 
@@ -180,9 +218,18 @@ FORMATS: tuple[str, ...] = ("text", "md", "json", "html")
 
 
 def write_report(
-    dataset: Path, findings: pl.DataFrame, fmt: str, out: Path | None, console: Any
+    dataset: Path,
+    findings: pl.DataFrame,
+    fmt: str,
+    out: Path | None,
+    console: Any,
+    *,
+    per_rule: int | None = SHOW_PER_RULE,
 ) -> None:
-    """Render one format to `out` (or the console); HTML always goes to a file."""
+    """Render one format to `out` (or the console); HTML always goes to a file.
+
+    `per_rule` caps the findings shown in full per rule in the text and Markdown formats (None:
+    all); JSON always carries every finding."""
     from ingest.errors import InputError
 
     if fmt == "html":
@@ -200,15 +247,16 @@ def write_report(
         from analysis.report_text import render_text
 
         if out is None:
-            render_text(report, console)
+            render_text(report, console, per_rule=per_rule)
         else:
             with open(out, "w") as fh:
-                render_text(report, Console(file=fh, width=120, color_system=None))
+                console_file = Console(file=fh, width=120, color_system=None)
+                render_text(report, console_file, per_rule=per_rule)
         return
     if fmt == "md":
         from analysis.report_md import render_md
 
-        text = render_md(report)
+        text = render_md(report, per_rule=per_rule)
     elif fmt == "json":
         from analysis.report_json import render_json
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from analysis.evidence import Quote
-from analysis.report import Report, page_text, span_text, task_text, trace_problems
+from analysis.report import (
+    SHOW_PER_RULE,
+    Report,
+    page_text,
+    span_text,
+    task_text,
+    trace_problems,
+)
 
 
 def _cell(value: object) -> str:
@@ -16,7 +23,8 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return out
 
 
-def render_md(report: Report) -> str:
+def render_md(report: Report, *, per_rule: int | None = SHOW_PER_RULE) -> str:
+    """Summary tables, then the first `per_rule` findings of each rule in full (None: all)."""
     s = report.summary
     out = ["# pinscope report", ""]
     out += ["## Traces", ""]
@@ -57,7 +65,9 @@ def render_md(report: Report) -> str:
             ["comm", "pid", "count"], [[r["comm"], r["pid"], r["count"]] for r in s["top_tasks"]]
         )
     out += ["", "## Findings", ""]
-    for i, f in enumerate(report.rows(), 1):
+    rows, hidden = report.shown(per_rule)
+    quotes = report.quotes_for(rows)
+    for i, f in enumerate(rows, 1):
         flag = " — **uncertain** (lost events in this span)" if f["uncertain"] else ""
         out += [f"### {i}. `{f['rule']}` — {f['severity']} ({f['confidence']}){flag}", ""]
         out += [
@@ -70,10 +80,17 @@ def render_md(report: Report) -> str:
         if f.get("kernel_context"):
             out.append(f"- **kernel**: {f['kernel_context']}")
         out += ["", "```"]
-        for q in report.evidence(f):
+        for q in report.evidence(f, quotes):
             if isinstance(q, Quote):
                 out.append(f"{q.line:>9} | {q.render().strip()}")
             else:
                 out.append(f"{q:>9} | (line not available)")
         out += ["```", ""]
+    if hidden:
+        more = ", ".join(f"{n} `{rule}`" for rule, n in hidden.items())
+        out += [
+            f"*{sum(hidden.values())} more finding(s) not shown ({more}): the first {per_rule} "
+            "of each rule are shown; the JSON report has them all.*",
+            "",
+        ]
     return "\n".join(out)

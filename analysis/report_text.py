@@ -9,7 +9,14 @@ from rich.table import Table
 from rich.text import Text
 
 from analysis.evidence import Quote
-from analysis.report import Report, page_text, span_text, task_text, trace_problems
+from analysis.report import (
+    SHOW_PER_RULE,
+    Report,
+    page_text,
+    span_text,
+    task_text,
+    trace_problems,
+)
 
 SEVERITY_STYLE = {
     "critical": "bold white on red",
@@ -64,7 +71,7 @@ def _top_table(title: str, rows: list[dict], cols: tuple[str, ...]) -> Table:
     return t
 
 
-def _finding_panel(i: int, f: dict, report: Report) -> Panel:
+def _finding_panel(i: int, f: dict, report: Report, quotes: dict) -> Panel:
     sev = f["severity"]
     head = Text.assemble(
         (f"#{i} ", "bold"),
@@ -87,7 +94,7 @@ def _finding_panel(i: int, f: dict, report: Report) -> Panel:
     if f.get("kernel_context"):
         meta.add_row("kernel", escape(f["kernel_context"]))
     ev = Text()
-    for q in report.evidence(f):
+    for q in report.evidence(f, quotes):
         if isinstance(q, Quote):
             ev.append(f"{q.line:>9} │ ", style="dim")
             ev.append(q.text.strip())
@@ -101,8 +108,11 @@ def _finding_panel(i: int, f: dict, report: Report) -> Panel:
     return Panel(Group(meta, Text("evidence:", style="dim"), ev), title=head, title_align="left")
 
 
-def render_text(report: Report, console: Console) -> None:
-    """Header with the traces, summary tables, then every finding with its evidence."""
+def render_text(report: Report, console: Console, *, per_rule: int | None = SHOW_PER_RULE) -> None:
+    """Header with the traces, summary tables, then the findings with their evidence.
+
+    The first `per_rule` findings of each rule are shown in full (None: all), the rest counted:
+    the JSON report has every one."""
     console.print(_traces_table(report))
     s = report.summary
     if s["total"] == 0:
@@ -118,5 +128,13 @@ def render_text(report: Report, console: Console) -> None:
         console.print(_top_table("Top callers", s["top_callers"], ("caller", "count")))
     if s["top_tasks"]:
         console.print(_top_table("Top tasks", s["top_tasks"], ("comm", "pid", "count")))
-    for i, f in enumerate(report.rows(), 1):
-        console.print(_finding_panel(i, f, report))
+    rows, hidden = report.shown(per_rule)
+    quotes = report.quotes_for(rows)
+    for i, f in enumerate(rows, 1):
+        console.print(_finding_panel(i, f, report, quotes))
+    if hidden:
+        more = ", ".join(f"{n} {rule}" for rule, n in hidden.items())
+        console.print(
+            f"[dim]{sum(hidden.values())} more finding(s) not shown ({escape(more)}): the first "
+            f"{per_rule} of each rule are shown; the JSON report (--format json) has them all.[/]"
+        )

@@ -25,6 +25,7 @@ cuts AS (
     SELECT trace_id, page_id, seq, line AS cut_line, ts_ns AS cut_ts, kind::VARCHAR AS cut_kind
     FROM page_events
     WHERE kind IN ('cache_del', 'truncate') AND page_id IS NOT NULL
+      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM hits)
 ),
 with_cut AS (
     SELECT h.*, c.cut_line, c.cut_ts, c.cut_kind
@@ -38,6 +39,7 @@ spans AS (
     FROM with_cut w
     JOIN intervals i ON i.trace_id = w.trace_id AND i.page_id = w.page_id
     WHERE i.state IN ('pinned', 'writable_pinned')
+      AND (i.trace_id, i.page_id) IN (SELECT (trace_id, page_id) FROM hits)
       AND (i.start_line IS NULL OR i.start_ts_ns < w.ts_ns
            OR (i.start_ts_ns = w.ts_ns AND i.start_line < w.line))
       AND (i.end_line IS NULL OR i.end_ts_ns > w.ts_ns

@@ -13,21 +13,19 @@ references: Documentation/core-api/pin_user_pages.rst; LWN 774411; docs/rules.md
 grain: one finding per dirty event
 evidence: the unpin line, the dirty line
 */
-WITH pe AS (
-    SELECT trace_id, page_id, seq, line, ts_ns, kind, pid, comm, caller, pfn, dev, ino, "index",
-        pins_before, writable_pins_before
+-- candidates first (the few unheld dirties), then only their pages' pin/unpin events
+WITH dirties AS (
+    SELECT trace_id, page_id, seq, line, ts_ns, pid, comm, caller, pfn, dev, ino, "index"
     FROM page_events
-    WHERE kind IN ('pin', 'unpin', 'dirty') AND page_id IS NOT NULL
-),
-dirties AS (
-    SELECT * FROM pe
-    WHERE kind = 'dirty' AND coalesce(pins_before, 0) = 0 AND coalesce(writable_pins_before, 0) = 0
+    WHERE kind = 'dirty' AND page_id IS NOT NULL
+      AND coalesce(pins_before, 0) = 0 AND coalesce(writable_pins_before, 0) = 0
 ),
 pins AS (
     SELECT trace_id, page_id, seq, kind::VARCHAR AS p_kind, pid AS p_pid, line AS p_line,
         ts_ns AS p_ts, caller AS p_caller
-    FROM pe
-    WHERE kind IN ('pin', 'unpin')
+    FROM page_events
+    WHERE kind IN ('pin', 'unpin') AND page_id IS NOT NULL
+      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM dirties)
 ),
 prev AS (
     SELECT d.*, p.p_kind, p.p_pid, p.p_line, p.p_ts, p.p_caller

@@ -30,6 +30,7 @@ freed AS (
     SELECT trace_id, page_id, seq, line AS free_line, ts_ns AS free_ts
     FROM page_events
     WHERE kind = 'free_buffers' AND page_id IS NOT NULL
+      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM hits)
 ),
 with_free AS (
     SELECT h.*, f.free_line, f.free_ts
@@ -44,6 +45,7 @@ spans AS (
     FROM with_free w
     JOIN intervals i ON i.trace_id = w.trace_id AND i.page_id = w.page_id
     WHERE i.state IN ('pinned', 'writable_pinned')
+      AND (i.trace_id, i.page_id) IN (SELECT (trace_id, page_id) FROM hits)
       AND (i.start_line IS NULL OR i.start_ts_ns < w.ts_ns
            OR (i.start_ts_ns = w.ts_ns AND i.start_line < w.line))
       AND (i.end_line IS NULL OR i.end_ts_ns > w.ts_ns

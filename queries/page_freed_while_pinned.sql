@@ -26,6 +26,7 @@ spans AS (
     FROM hits h
     JOIN intervals i ON i.trace_id = h.trace_id AND i.page_id = h.page_id
     WHERE i.state IN ('pinned', 'writable_pinned')
+      AND (i.trace_id, i.page_id) IN (SELECT (trace_id, page_id) FROM hits)
       AND (i.start_line IS NULL OR i.start_ts_ns < h.ts_ns
            OR (i.start_ts_ns = h.ts_ns AND i.start_line < h.line))
       AND (i.end_line IS NULL OR i.end_ts_ns > h.ts_ns

@@ -23,6 +23,7 @@ spans AS (
     SELECT *, row_number() OVER () AS span_id
     FROM intervals
     WHERE state IN ('pinned', 'writable_pinned')
+      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM hits)
 ),
 hit_spans AS (
     SELECT h.trace_id, h.line, s.span_id, s.state, s.start_line, s.start_ts_ns, s.holders,

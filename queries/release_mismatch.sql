@@ -26,6 +26,7 @@ acquires AS (
         caller AS a_caller
     FROM page_events
     WHERE kind IN ('pin', 'get') AND page_id IS NOT NULL
+      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM hits)
 ),
 with_acq AS (
     SELECT h.*, a.a_line, a.a_ts, a.a_kind, a.a_caller
