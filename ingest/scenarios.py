@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ingest.schema import PROBE_KINDS
+
 # Canonical gup flag bits; writers turn them into the traced kernel's raw values.
 W, G, L, P = 1, 2, 4, 8
 
@@ -42,20 +44,7 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
     "stack": pl.Boolean(),  # follow the line with a stack trace
 }
 
-PAGE_EVS = (
-    "pin",
-    "unpin",
-    "get",
-    "put",
-    "dirty",
-    "mkclean",
-    "wb_start",
-    "wb_end",
-    "truncate",
-    "free_buffers",
-    "mkwrite",
-    "replace",
-)
+PAGE_EVS = PROBE_KINDS
 
 
 @dataclass(frozen=True)

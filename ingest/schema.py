@@ -34,6 +34,23 @@ KINDS: tuple[str, ...] = (
 )
 KIND = pl.Enum(list(KINDS))
 
+# The kinds the shipped probes emit as kprobe events named `pinscope_<kind>` (DESIGN.md "The
+# shipped probes"); the other kinds come from kernel tracepoints.
+PROBE_KINDS: tuple[str, ...] = (
+    "pin",
+    "unpin",
+    "get",
+    "put",
+    "dirty",
+    "mkclean",
+    "wb_start",
+    "wb_end",
+    "truncate",
+    "free_buffers",
+    "mkwrite",
+    "replace",
+)
+
 # dev is the kernel's internal dev_t encoding: MKDEV(major, minor) = major << 20 | minor.
 MINORBITS = 20
 
@@ -123,7 +140,7 @@ LINE_CATEGORIES: tuple[str, ...] = (
 )
 
 # Raw gup flags by kernel era (KERNEL.md "Pin accounting"). From 6.3 the public flags are an enum
-# in mm_types.h and FOLL_PIN is internal (mm/internal.h: FOLL_TOUCH = 1 << 16 ... FOLL_PIN = 1 << 19).
+# in mm_types.h; FOLL_PIN is internal (mm/internal.h: FOLL_TOUCH = 1 << 16 … FOLL_PIN = 1 << 19).
 FOLL_FLAGS_UP_TO_6_2: dict[str, int] = {
     "FOLL_WRITE": 0x01,
     "FOLL_GET": 0x04,

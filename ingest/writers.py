@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 
 from ingest.errors import PinscopeError
-from ingest.schema import foll_flags_for
+from ingest.schema import PROBE_KINDS, foll_flags_for
 
 # Writer format → the ingest format that reads it.
 FORMATS: dict[str, str] = {
@@ -32,20 +32,7 @@ DEFAULT_KERNEL = "6.8.0"
 HOST = "pinscope-sim"
 VMEMMAP = 0xFFFFEA0000000000
 VMEMMAP_HEX = "ffffea0000000000"
-KPROBE_EVS = (
-    "pin",
-    "unpin",
-    "get",
-    "put",
-    "dirty",
-    "mkclean",
-    "wb_start",
-    "wb_end",
-    "truncate",
-    "free_buffers",
-    "mkwrite",
-    "replace",
-)
+KPROBE_EVS = PROBE_KINDS
 BPF_EVS = (*KPROBE_EVS, "dirty_tp", "cache_add", "cache_del", "alloc", "free", "fork")
 
 

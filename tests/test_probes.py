@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from ingest.framing import ChunkContext
 from ingest.mapping import load_mapping, map_events
-from ingest.probes.recipe import PROBE_KINDS, bpftrace_script, ftrace_recipe, parse_release
+from ingest.probes.recipe import bpftrace_script, ftrace_recipe, parse_release
 from ingest.read_bpftrace import frame_bpftrace
+from ingest.schema import PROBE_KINDS
 from pinscope.cli import app
 
 BASH = shutil.which("bash")

@@ -15,10 +15,6 @@ from importlib import resources
 from ingest.schema import FOLL_FLAGS_FROM_6_3, FOLL_FLAGS_UP_TO_6_2
 
 PAGE = "page=$arg{n}:x64 vmemmap=@vmemmap_base:x64"
-PROBE_KINDS: tuple[str, ...] = (
-    "pin", "unpin", "get", "put", "dirty", "mkclean", "wb_start", "wb_end",
-    "truncate", "free_buffers", "mkwrite", "replace",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
