@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from pinscope.cmd_report import FAIL_ON_HELP, Format, Severity, report_and_exit
+from pinscope.cmd_report import ALL_HELP, FAIL_ON_HELP, Format, Severity, report_and_exit
 from pinscope.errors import user_errors
 
 
@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         rules: Path | None = typer.Option(
             None, "--rules", help="A directory of your own .sql rules, run with the catalogue."
         ),
+        show_all: bool = typer.Option(False, "--all", help=ALL_HELP),
     ) -> None:
         """Ingest, replay and check traces, then print the report."""
         with user_errors():
@@ -54,7 +55,14 @@ def register(app: typer.Typer) -> None:
                 dataset = tmp / "dataset"
             try:
                 ingest_files(traces, dataset, mapping_file=map_file, kernel=kernel)
-                report_and_exit(dataset, fmt=fmt, out=report_file, fail_on=fail_on, rules=rules)
+                report_and_exit(
+                    dataset,
+                    fmt=fmt,
+                    out=report_file,
+                    fail_on=fail_on,
+                    rules=rules,
+                    show_all=show_all,
+                )
             finally:
                 if tmp is not None:
                     shutil.rmtree(tmp, ignore_errors=True)

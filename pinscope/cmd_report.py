@@ -30,6 +30,10 @@ FAIL_ON_HELP = (
     "Exit 1 when any finding is at or above this severity (uncertain findings, those with "
     "lost events in their span, count too)."
 )
+ALL_HELP = (
+    "Show every finding in full in the text and Markdown reports (by default the first 50 of "
+    "each rule are shown and the rest counted; JSON always has them all)."
+)
 
 
 def report_and_exit(
@@ -39,9 +43,10 @@ def report_and_exit(
     out: Path | None,
     fail_on: Severity | None,
     rules: Path | None,
+    show_all: bool = False,
 ) -> None:
     """Replay if needed, run the rules, write the report; exit 1 on --fail-on findings."""
-    from analysis.report import at_or_above, write_report
+    from analysis.report import SHOW_PER_RULE, at_or_above, write_report
     from analysis.rules import analyze_dataset
     from ingest.dataset import require_dataset
     from replay.run import replay_dataset
@@ -50,7 +55,8 @@ def report_and_exit(
     require_dataset(dataset)
     replay_dataset(dataset)
     findings = analyze_dataset(dataset, rules_dir=rules)
-    write_report(dataset, findings, fmt.value, out, console)
+    per_rule = None if show_all else SHOW_PER_RULE
+    write_report(dataset, findings, fmt.value, out, console, per_rule=per_rule)
     if fail_on is not None:
         n = at_or_above(findings, fail_on.value)
         if n:
@@ -72,7 +78,10 @@ def register(app: typer.Typer) -> None:
         rules: Path | None = typer.Option(
             None, "--rules", help="A directory of your own .sql rules, run with the catalogue."
         ),
+        show_all: bool = typer.Option(False, "--all", help=ALL_HELP),
     ) -> None:
         """Findings of a dataset: summary by rule and severity, then each with its evidence."""
         with user_errors():
-            report_and_exit(dataset, fmt=fmt, out=out, fail_on=fail_on, rules=rules)
+            report_and_exit(
+                dataset, fmt=fmt, out=out, fail_on=fail_on, rules=rules, show_all=show_all
+            )

@@ -16,38 +16,53 @@ grain: one finding per page and pin span (pinned preferred; a writable_pinned sp
   pinned one is the same span)
 evidence: pin start, the truncate / cache_del lines, pin end
 */
-WITH spans AS (
-    SELECT *, row_number() OVER () AS span_id
-    FROM intervals
-    WHERE state IN ('pinned', 'writable_pinned')
-),
-cuts AS (
-    SELECT trace_id, page_id, ts_ns, line, kind::VARCHAR AS kind
+-- A cut is strictly inside a pin span of its page exactly when the page was held before it (a
+-- cut takes and drops no pin), so the held cuts are found first, with one scan per kind and
+-- hold so that the Parquet reader pushes every filter down; then only their pages' spans.
+WITH cuts AS (
+    SELECT trace_id, page_id, ts_ns, line, true AS in_pinned
+    FROM page_events WHERE kind = 'cache_del' AND pins_before > 0
+    UNION ALL
+    SELECT trace_id, page_id, ts_ns, line, true AS in_pinned
+    FROM page_events WHERE kind = 'truncate' AND pins_before > 0
+    UNION ALL
+    SELECT trace_id, page_id, ts_ns, line, false AS in_pinned
     FROM page_events
-    WHERE kind IN ('cache_del', 'truncate') AND page_id IS NOT NULL
+    WHERE kind = 'cache_del' AND writable_pins_before > 0
+      AND (pins_before <= 0 OR pins_before IS NULL)
+    UNION ALL
+    SELECT trace_id, page_id, ts_ns, line, false AS in_pinned
+    FROM page_events
+    WHERE kind = 'truncate' AND writable_pins_before > 0
+      AND (pins_before <= 0 OR pins_before IS NULL)
 ),
+-- one aggregate row to the planner: keeps the few cuts on the build side of the span join
+few_cuts AS (
+    SELECT unnest(list(c), recursive := true) FROM cuts c
+),
+-- a cut inside a pinned span is reported once, on the pinned span
 hits AS (
-    SELECT s.span_id, s.state::VARCHAR AS state, s.trace_id, s.page_id, c.ts_ns, c.line
-    FROM spans s
-    JOIN cuts c ON c.trace_id = s.trace_id AND c.page_id = s.page_id
-    WHERE (s.start_line IS NULL OR c.ts_ns > s.start_ts_ns
+    SELECT s.trace_id, s.page_id, s.state, s.start_ts_ns, s.start_line, c.line
+    FROM intervals s
+    JOIN few_cuts c ON c.trace_id = s.trace_id AND c.page_id = s.page_id
+    WHERE s.state = CASE WHEN c.in_pinned THEN 'pinned' ELSE 'writable_pinned' END
+      AND (s.start_line IS NULL OR c.ts_ns > s.start_ts_ns
            OR (c.ts_ns = s.start_ts_ns AND c.line > s.start_line))
       AND (s.end_line IS NULL OR c.ts_ns < s.end_ts_ns
            OR (c.ts_ns = s.end_ts_ns AND c.line < s.end_line))
 ),
--- a cut inside a pinned span is reported once, on the pinned span
-kept AS (
-    SELECT h.*
-    FROM hits h
-    WHERE h.state = 'pinned'
-       OR NOT EXISTS (
-            SELECT 1 FROM hits p
-            WHERE p.state = 'pinned' AND p.trace_id = h.trace_id AND p.line = h.line)
-),
 per_span AS (
-    SELECT span_id, list(line ORDER BY line) AS lines, count(*) AS n
-    FROM kept
-    GROUP BY span_id
+    SELECT trace_id, page_id, state, start_ts_ns, start_line,
+        list(line ORDER BY line) AS lines
+    FROM hits
+    GROUP BY ALL
+),
+spans AS (
+    SELECT s.*, p.lines
+    FROM intervals s
+    JOIN (SELECT unnest(list(p), recursive := true) FROM per_span p) p
+      ON p.trace_id = s.trace_id AND p.page_id = s.page_id AND p.state = s.state
+     AND p.start_ts_ns = s.start_ts_ns AND p.start_line IS NOT DISTINCT FROM s.start_line
 )
 SELECT
     'PIN_SPANS_TRUNCATE' AS rule,
@@ -63,7 +78,7 @@ SELECT
     s.holders[1].caller AS caller,
     s.start_ts_ns,
     s.end_ts_ns,
-    list_sort(list_distinct(list_concat([s.start_line, s.end_line], p.lines))) AS evidence_lines,
+    list_sort(list_distinct(list_concat([s.start_line, s.end_line], s.lines))) AS evidence_lines,
     printf('%s left the page cache (truncate / hole punch / invalidate) while pinned by %s '
            || '(caller %s): later DMA into it is lost%s',
         CASE WHEN s.pfn IS NOT NULL THEN printf('pfn 0x%x', s.pfn) ELSE s.page_id END,
@@ -72,5 +87,4 @@ SELECT
         CASE WHEN s.end_line IS NULL THEN '; the pin is still held at the end of the trace'
              ELSE '' END
     ) AS message
-FROM per_span p
-JOIN spans s USING (span_id)
+FROM spans s

@@ -17,36 +17,51 @@ references: Jan Kara, "Filesystem crashes due to pages without buffers" (linux-m
 grain: one finding per writable_pinned interval
 evidence: pin start, each mkclean / wb_start / wb_end inside the span, pin end
 */
-WITH spans AS (
-    SELECT *, row_number() OVER () AS span_id
-    FROM intervals
-    WHERE state = 'writable_pinned'
+-- A mark is strictly inside a writable_pinned span of its page exactly when writable pins were
+-- held before it (a mark takes and drops no pin): those marks first, one scan per kind so that
+-- the Parquet reader pushes every filter down, then only their pages' spans.
+WITH marks AS (
+    SELECT trace_id, page_id, ts_ns, line, 'mkclean' AS kind, ino, cached_before
+    FROM page_events WHERE kind = 'mkclean' AND writable_pins_before > 0
+    UNION ALL
+    SELECT trace_id, page_id, ts_ns, line, 'wb_start' AS kind, ino, cached_before
+    FROM page_events WHERE kind = 'wb_start' AND writable_pins_before > 0
+    UNION ALL
+    SELECT trace_id, page_id, ts_ns, line, 'wb_end' AS kind, ino, cached_before
+    FROM page_events WHERE kind = 'wb_end' AND writable_pins_before > 0
 ),
-marks AS (
-    SELECT trace_id, page_id, ts_ns, line, kind::VARCHAR AS kind, ino, cached_before
-    FROM page_events
-    WHERE kind IN ('mkclean', 'wb_start', 'wb_end') AND page_id IS NOT NULL
+-- one aggregate row to the planner: keeps the few marks on the build side of the span join
+few_marks AS (
+    SELECT unnest(list(m), recursive := true) FROM marks m
 ),
 hits AS (
-    SELECT s.span_id, m.kind, m.line,
+    SELECT s.trace_id, s.page_id, s.start_ts_ns, s.start_line, m.kind, m.line,
         m.kind IN ('mkclean', 'wb_start')
             AND (s.ino IS NOT NULL OR m.ino IS NOT NULL OR coalesce(m.cached_before, false))
             AS fires
-    FROM spans s
-    JOIN marks m ON m.trace_id = s.trace_id AND m.page_id = s.page_id
-    WHERE (s.start_line IS NULL OR m.ts_ns > s.start_ts_ns
+    FROM intervals s
+    JOIN few_marks m ON m.trace_id = s.trace_id AND m.page_id = s.page_id
+    WHERE s.state = 'writable_pinned'
+      AND (s.start_line IS NULL OR m.ts_ns > s.start_ts_ns
            OR (m.ts_ns = s.start_ts_ns AND m.line > s.start_line))
       AND (s.end_line IS NULL OR m.ts_ns < s.end_ts_ns
            OR (m.ts_ns = s.end_ts_ns AND m.line < s.end_line))
 ),
 per_span AS (
-    SELECT span_id,
+    SELECT trace_id, page_id, start_ts_ns, start_line,
         list(line ORDER BY line) AS lines,
         count(*) FILTER (WHERE kind = 'mkclean') AS n_mkclean,
         count(*) FILTER (WHERE kind = 'wb_start') AS n_wb
     FROM hits
-    GROUP BY span_id
+    GROUP BY ALL
     HAVING bool_or(fires)
+),
+spans AS (
+    SELECT s.*, p.lines, p.n_mkclean, p.n_wb
+    FROM intervals s
+    JOIN (SELECT unnest(list(p), recursive := true) FROM per_span p) p
+      ON p.trace_id = s.trace_id AND p.page_id = s.page_id AND s.state = 'writable_pinned'
+     AND p.start_ts_ns = s.start_ts_ns AND p.start_line IS NOT DISTINCT FROM s.start_line
 )
 SELECT
     'PIN_SPANS_WRITEBACK' AS rule,
@@ -62,16 +77,15 @@ SELECT
     s.holders[1].caller AS caller,
     s.start_ts_ns,
     s.end_ts_ns,
-    list_sort(list_distinct(list_concat([s.start_line, s.end_line], p.lines))) AS evidence_lines,
+    list_sort(list_distinct(list_concat([s.start_line, s.end_line], s.lines))) AS evidence_lines,
     printf('writable pin by %s (caller %s) on %s held across %s%s%s: a device can write the page '
            || 'by DMA while it is cleaned or under writeback (stable-pages violation)%s',
         coalesce(s.holders[1].comm || '/' || s.holders[1].pid::VARCHAR, 'a task before the trace'),
         coalesce(s.holders[1].caller, '?'),
         CASE WHEN s.pfn IS NOT NULL THEN printf('pfn 0x%x', s.pfn) ELSE s.page_id END,
-        CASE WHEN p.n_mkclean > 0 THEN printf('%d mkclean', p.n_mkclean) ELSE '' END,
-        CASE WHEN p.n_mkclean > 0 AND p.n_wb > 0 THEN ' and ' ELSE '' END,
-        CASE WHEN p.n_wb > 0 THEN printf('%d writeback', p.n_wb) ELSE '' END,
+        CASE WHEN s.n_mkclean > 0 THEN printf('%d mkclean', s.n_mkclean) ELSE '' END,
+        CASE WHEN s.n_mkclean > 0 AND s.n_wb > 0 THEN ' and ' ELSE '' END,
+        CASE WHEN s.n_wb > 0 THEN printf('%d writeback', s.n_wb) ELSE '' END,
         CASE WHEN s.end_line IS NULL THEN ' (pin still held at the end of the trace)' ELSE '' END
     ) AS message
-FROM per_span p
-JOIN spans s USING (span_id)
+FROM spans s

@@ -15,25 +15,51 @@ references: Documentation/core-api/pin_user_pages.rst (unpin_user_pages_dirty_lo
 grain: one finding per closed writable_pinned interval
 evidence: pin start, pin end
 */
+-- A dirty between a writable_pinned span's start and end is one with writable pins held before
+-- it (a dirty takes and drops no pin, so it is never the start or end event): those dirties
+-- only, then the spans that none falls in; the full span rows are read for those alone.
 WITH spans AS (
-    SELECT *, row_number() OVER () AS span_id
+    SELECT trace_id, page_id, start_ts_ns, start_line, end_ts_ns, end_line, ino
     FROM intervals
     WHERE state = 'writable_pinned' AND end_line IS NOT NULL
 ),
-ends AS (
-    SELECT s.span_id
-    FROM spans s
-    JOIN page_events e ON e.trace_id = s.trace_id AND e.line = s.end_line
-    WHERE s.ino IS NOT NULL OR e.ino IS NOT NULL OR coalesce(e.cached_before, false)
+dirty_in AS (
+    SELECT trace_id, page_id, ts_ns, line
+    FROM page_events
+    WHERE kind = 'dirty' AND page_id IS NOT NULL AND writable_pins_before > 0
 ),
-dirtied AS (
-    SELECT DISTINCT s.span_id
+undirtied AS (
+    SELECT s.*
     FROM spans s
-    JOIN page_events d ON d.trace_id = s.trace_id AND d.page_id = s.page_id
-    WHERE d.kind = 'dirty'
-      AND (s.start_line IS NULL OR d.ts_ns > s.start_ts_ns
-           OR (d.ts_ns = s.start_ts_ns AND d.line >= s.start_line))
-      AND (d.ts_ns < s.end_ts_ns OR (d.ts_ns = s.end_ts_ns AND d.line <= s.end_line))
+    ANTI JOIN dirty_in d
+        ON d.trace_id = s.trace_id AND d.page_id = s.page_id
+       AND (s.start_line IS NULL OR d.ts_ns > s.start_ts_ns
+            OR (d.ts_ns = s.start_ts_ns AND d.line >= s.start_line))
+       AND (d.ts_ns < s.end_ts_ns OR (d.ts_ns = s.end_ts_ns AND d.line <= s.end_line))
+),
+-- the end events (writable pins dropped to 0) of file pages
+file_ends AS (
+    SELECT trace_id, line
+    FROM page_events
+    WHERE writable_pins_before > 0 AND writable_pins_after = 0 AND page_id IS NOT NULL
+      AND (ino IS NOT NULL OR cached_before)
+),
+flagged AS (
+    SELECT u.trace_id, u.page_id, u.end_line
+    FROM undirtied u
+    WHERE u.ino IS NOT NULL
+       OR (u.trace_id, u.end_line) IN (SELECT (trace_id, line) FROM file_ends)
+),
+-- one aggregate row to the planner: keeps the few flagged spans on the build side
+few AS (
+    SELECT unnest(list(f), recursive := true) FROM flagged f
+),
+flagged_spans AS (
+    SELECT s.*
+    FROM intervals s
+    JOIN few f
+      ON f.trace_id = s.trace_id AND f.page_id = s.page_id AND f.end_line = s.end_line
+    WHERE s.state = 'writable_pinned'
 )
 SELECT
     'UNPIN_WITHOUT_DIRTY' AS rule,
@@ -56,6 +82,4 @@ SELECT
         coalesce(s.holders[1].caller, '?'),
         CASE WHEN s.pfn IS NOT NULL THEN printf('pfn 0x%x', s.pfn) ELSE s.page_id END
     ) AS message
-FROM spans s
-WHERE s.span_id IN (SELECT span_id FROM ends)
-  AND s.span_id NOT IN (SELECT span_id FROM dirtied)
+FROM flagged_spans s

@@ -92,3 +92,28 @@ def test_rules_command(tmp_path):
     one = run("rules", "pin_leak")
     assert one.exit_code == 0 and "PIN_SPANS_WRITEBACK" not in one.output
     assert run("rules", "NO_SUCH_RULE").exit_code == 2
+
+
+def test_all_shows_every_finding(tmp_path):
+    """Text and Markdown cap each rule at 50 findings; --all shows every one (analyze, report)."""
+    trace = tmp_path / "mixed.trace"
+    truth = simulate("mixed", trace, events=20000)
+    n_wb = sum(e["rule"] == "PIN_SPANS_WRITEBACK" for e in truth["expected"])
+    assert n_wb > 50
+    ds = tmp_path / "ds"
+    capped = run("analyze", trace, "-o", ds)
+    assert capped.exit_code == 0, capped.output
+    assert "more finding(s) not shown" in capped.output
+    full = run("analyze", trace, "-o", tmp_path / "ds2", "--all")
+    assert full.exit_code == 0, full.output
+    assert "more finding(s) not shown" not in full.output
+    md_capped = run("report", ds, "--format", "md")
+    md_all = run("report", ds, "--format", "md", "--all")
+    assert md_capped.exit_code == 0 and md_all.exit_code == 0
+    shown = md_all.output.count("`PIN_SPANS_WRITEBACK`")
+    assert "more finding(s) not shown" in md_capped.output
+    assert "more finding(s) not shown" not in md_all.output
+    assert md_capped.output.count("`PIN_SPANS_WRITEBACK`") < shown
+    assert shown >= n_wb  # every writeback finding has its heading
+    text_all = run("report", ds, "--all")
+    assert text_all.exit_code == 0 and "more finding(s) not shown" not in text_all.output
