@@ -278,9 +278,86 @@ def _events(df: pl.DataFrame, expected: str) -> pl.DataFrame:
     )
 
 
-def frame_ftrace(lines: pl.Series, first_line: int, ctx: ChunkContext) -> pl.DataFrame:
-    """Frame one chunk of ftrace or trace-cmd report text: one FRAMED_SCHEMA row per line."""
-    df = start_frame(lines, first_line)
+# The fast path's check of the header text it slices: _HEAD_RE without the captures.
+_HEAD_OK = (
+    r"^-[0-9]+ +(?:\( *(?:[0-9]+|-+)\) +)?\[[0-9]+\] +"
+    r"(?:[.a-zA-Z][!-~]{3,5} +)?[0-9]+(?:\.[0-9]+)?$"
+)
+_NOT_TEXT = "[\x00\ufffd]"
+
+
+def _fast_events(df: pl.DataFrame) -> pl.DataFrame:
+    """Every FRAMED column for plain `comm-pid [cpu] flags secs.frac: event: body` lines, with
+    `_fast` false on any other line (its values are then meaningless).
+
+    One split at `: ` gives header, name and body; the header is checked by one capture-free
+    regex and cut at literal positions. Anything unusual (a comm with `: ` or a leading `#`,
+    a body starting with a space, odd timestamps) is left to the general path: it is only
+    ever slower there, never different.
+    """
+    raw = pl.col("raw")
+    parts = pl.col("_s").struct
+    f0, name, body = parts.field("field_0"), parts.field("field_1"), parts.field("field_2")
+    p = pl.col("_p")
+    h = pl.col("_h")
+    comm = pl.col("comm")
+    sp, lb, rb, lp, rp = (pl.col(c) for c in ("_sp", "_lb", "_rb", "_lp", "_rp"))
+    ts = pl.col("_ts")
+    dot = pl.col("_dot")
+    frac = ts.str.slice(dot + 1)
+    scale = (
+        frac.str.len_bytes()
+        .replace_strict({n: 10 ** (9 - n) for n in range(1, 10)}, default=None)
+        .cast(pl.Int64)
+    )
+    ts_ns = (
+        pl.when(dot.is_null())
+        .then(ts.cast(pl.Int64, strict=False))
+        .otherwise(
+            ts.str.head(dot).cast(pl.Int64, strict=False) * 1_000_000_000
+            + frac.cast(pl.Int64, strict=False) * scale
+        )
+    )
+    return (
+        df.lazy()
+        .with_columns(_s=raw.str.splitn(": ", 3))
+        .with_columns(_p=f0.str.find(_HDR_FIND), event=name, body=body, _f0=f0)
+        .with_columns(
+            _h=pl.col("_f0").str.slice(p), comm=pl.col("_f0").str.head(p).str.strip_chars_start()
+        )
+        .with_columns(
+            _sp=h.str.find(" ", literal=True),
+            _lb=h.str.find("[", literal=True),
+            _rb=h.str.find("]", literal=True),
+            _lp=h.str.find("(", literal=True),
+            _rp=h.str.find(")", literal=True),
+            _ts=h.str.slice(h.str.find(r"[0-9]+(?:\.[0-9]+)?$")),
+        )
+        .with_columns(_dot=ts.str.find(".", literal=True))
+        .with_columns(
+            ts_ns=ts_ns,
+            cpu=h.str.slice(lb + 1, rb - lb - 1).cast(pl.Int16, strict=False),
+            pid=h.str.slice(1, sp - 1).cast(pl.Int32, strict=False),
+            tgid=pl.when(lp < lb)
+            .then(h.str.slice(lp + 1, rp - lp - 1).str.strip_chars_start())
+            .cast(pl.Int32, strict=False),
+            _fast=(
+                ~raw.str.contains(_NOT_TEXT)
+                & ~comm.str.starts_with("#")
+                & ~comm.str.starts_with("=>")
+                & h.str.contains(_HEAD_OK)
+                & ~name.str.contains(" ", literal=True)
+                & ~pl.col("body").str.starts_with(" ")
+                & ts_ns.is_not_null()
+            ).fill_null(False),
+        )
+        .select("line", "raw", "ts_ns", "cpu", "pid", "tgid", "comm", "event", "body", "_fast")
+        .collect()
+    )
+
+
+def _frame_general(df: pl.DataFrame, ctx: ChunkContext) -> pl.DataFrame:
+    """Any line: comments, stack frames, lost markers, the latency format, rejects."""
     raw = pl.col("raw")
     frame = raw.str.starts_with(_FRAME_PREFIX)
     df = df.with_columns(reason=invalid_text_reason()).with_columns(
@@ -301,6 +378,44 @@ def frame_ftrace(lines: pl.Series, first_line: int, ctx: ChunkContext) -> pl.Dat
         redo = _slow_header(df.filter(slow)).select(cols).cast(done.schema)
         df = pl.concat([done, redo]).sort("line")
     df = _events(df, EXPECTED.get(ctx.format, EXPECTED["ftrace"]))
-    df = df.with_columns(cls=pl.col("cls").cast(FRAMED_SCHEMA["cls"]))
-    df = attach_stacks(df, ctx)
-    return finish(df)
+    return df.with_columns(cls=pl.col("cls").cast(FRAMED_SCHEMA["cls"]))
+
+
+def frame_ftrace(lines: pl.Series, first_line: int, ctx: ChunkContext) -> pl.DataFrame:
+    """Frame one chunk of ftrace or trace-cmd report text: one FRAMED_SCHEMA row per line.
+
+    The plain event lines (nearly all of a trace) go through `_fast_events`; the few others
+    through the general readers, and their rows are put back in place by index.
+    """
+    df = start_frame(lines, first_line)
+    fast = _fast_events(df)
+    ok = fast.get_column("_fast")
+    out = fast.drop("_fast").with_columns(
+        cls=pl.lit("event", FRAMED_SCHEMA["cls"]),
+        event_line=pl.lit(None, pl.Int64),
+        lost_events=pl.lit(None, pl.Int64),
+        reason=pl.lit(None, pl.String),
+    )
+    n_other = len(ok) - int(ok.sum())
+    if n_other:
+        idx = (~ok).arg_true()
+        general = conform_framed(_frame_general(df[idx], ctx)).with_columns(
+            raw=df.get_column("raw").gather(idx)
+        )
+        out = out.with_columns(
+            out.get_column(c).scatter(idx, general.get_column(c))
+            for c in (
+                "cls",
+                "ts_ns",
+                "cpu",
+                "pid",
+                "tgid",
+                "comm",
+                "event",
+                "body",
+                "lost_events",
+                "reason",
+            )
+        )
+    out = attach_stacks(out, ctx)
+    return finish(out)

@@ -26,7 +26,7 @@ import polars as pl
 
 from ingest.errors import InputError
 
-BLOCK_SIZE = 16 << 20
+BLOCK_SIZE = 64 << 20  # ~500k lines: amortizes per-chunk costs, peak RSS stays < 1.5 GiB
 
 MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gz"),
