@@ -1,9 +1,11 @@
 """The vectorized page-state core (docs/replay.md "State per page").
 
-Rows are sorted by (page, seq) once; every state is a cumulative expression over each page
-(`.over("pkey")`), so no Python code runs per event. `replay_events` is the in-memory entry
-point; the driver (replay/run.py) calls `replay_resolved` per bucket after the cross-key
-identity pass.
+The state is computed on a narrow frame (the columns the state machine reads) sorted once by
+(page, seq); every state is a cumulative expression that restarts at each page's first row, so
+no group-by and no Python code runs per event. The wide event columns are never sorted: the
+state columns are put back in replay order and attached to them. `replay_events` is the
+in-memory entry point; the driver (replay/run.py) calls `replay_resolved` per bucket after the
+cross-key identity pass.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from replay.schema import BUFFERS, PAGE_EVENTS_SCHEMA, STATE_COLUMNS
 
 P = "pkey"
 _NO_COUNT = -(2**40)
+_BUFFER_NAMES = ["unknown", "no", "yes"]
 
 
 @dataclass
@@ -82,6 +85,11 @@ def _lost_frame(lost: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
     )
 
 
+# Columns the state machine reads; everything else rides along unsorted.
+_NARROW = ("ts_ns", "line", "kind", "pfn", "dev", "ino", "index", "refs", "gup_flags", "count")
+_OUT_STATE = (*STATE_COLUMNS, "inferred_initial", "mismatch")
+
+
 def replay_resolved(
     ev: pl.DataFrame,
     lost: pl.DataFrame,
@@ -95,39 +103,35 @@ def replay_resolved(
     `ev` has the canonical columns with `pfn` already resolved (identity pass), the traced pfn
     in `event_pfn`, and `seq`. Every page's rows must be present: a bucket holds whole pages.
     """
-    pageless = identity.is_pageless(pl.col("kind"), pl.col("pfn"), pl.col("ino"), pl.col("index"))
-    loose = ev.filter(pageless).with_columns(
-        pl.lit(None, pl.String).alias("page_id"),
-        pl.lit(None, pl.Int32).alias("generation"),
-        *[pl.lit(None, t).alias(c) for c, t in STATE_COLUMNS.items()],
-        pl.lit(None, pl.Boolean).alias("inferred_initial"),
-        pl.lit(None, pl.Boolean).alias("mismatch"),
+    seq = ev.get_column("seq")
+    if not seq.is_sorted():
+        ev = ev.sort("seq")
+    pg = _states(ev.select(_NARROW), kernel)
+    ivs = intervals.build(pg, ev, lost, trace_start_ts=trace_start_ts, trace_end_ts=trace_end_ts)
+    # back to replay order: `_row` is the row's position in `ev`
+    st = pg.lazy().select("_row", "generation", "dev", "ino", "index", *_OUT_STATE).sort("_row")
+    st = st.drop("_row").collect()
+    pe = ev.drop("dev", "ino", "index").hstack(st)
+    page_events = pe.select(
+        *[
+            pl.col(c).cast(t)
+            if c != "page_id"
+            else pl.when(pl.col("generation").is_not_null())
+            .then(
+                identity.page_id(
+                    pl.col("pfn"),
+                    pl.col("generation"),
+                    pl.col("dev"),
+                    pl.col("ino"),
+                    pl.col("index"),
+                )
+            )
+            .cast(t)
+            .alias("page_id")
+            for c, t in PAGE_EVENTS_SCHEMA.items()
+        ]
     )
-    pg = _states(ev.filter(~pageless), kernel)
-    ivs = intervals.build(pg, lost, trace_start_ts=trace_start_ts, trace_end_ts=trace_end_ts)
-    cast = [pl.col(c).cast(t) for c, t in PAGE_EVENTS_SCHEMA.items()]
-    page_events = pl.concat([pg.select(cast), loose.select(cast)]).sort("seq")
     return ReplayResult(page_events, ivs)
-
-
-def _page_keys(pg: pl.DataFrame) -> pl.DataFrame:
-    """Generations per pfn, then one integer key per page, rows sorted by (page, seq)."""
-    is_file = pl.col("pfn").is_null()
-    pg = pg.with_columns(
-        pl.when(is_file).then(pl.col(c)).alias(f"_f{c}") for c in ("dev", "ino", "index")
-    ).sort(["pfn", "seq"], nulls_last=True)
-    gen = identity.generations(pl.col("kind"), pl.col("pfn"), pl.col("dev"), pl.col("ino"))
-    pg = pg.with_columns(
-        pl.when(is_file).then(pl.lit(0, pl.Int32)).otherwise(gen).cast(pl.Int32).alias("generation")
-    )
-    keys = ["pfn", "generation", "_fdev", "_fino", "_findex"]
-    pg = pg.sort([*keys, "seq"], nulls_last=True)
-    changed = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in keys])
-    changed = changed | (pl.int_range(pl.len()) == 0)
-    return pg.with_columns(changed.alias("_first")).with_columns(
-        pl.col("_first").cast(pl.Int64).cum_sum().alias(P),
-        pl.col("_first").shift(-1, fill_value=True).alias("_last"),
-    )
 
 
 F = pl.col("_first")
@@ -150,171 +154,201 @@ def seg_ffill(v: pl.Expr, init: pl.Expr) -> pl.Expr:
     return pl.when(F & v.is_null()).then(init).otherwise(v).forward_fill()
 
 
+def _seg_cummin(x: pl.Expr, big: int | None) -> pl.Expr:
+    """cum_min restarting at each page; nulls stay null.
+
+    With `big` (every |x| < big / 2, pkey * big fits an Int64) a per-page offset makes one
+    global cum_max do it; otherwise a group-by.
+    """
+    if big is None:
+        return x.cum_min().over(P)
+    off = pl.col(P) * big
+    return -((off - x).cum_max() - off)
+
+
 def _before(after: str, init: pl.Expr | None) -> pl.Expr:
     """The value before each row: the previous row's after, or the page's initial value."""
     first_val = init if init is not None else pl.lit(None)
-    return pl.when(pl.col("_first")).then(first_val).otherwise(pl.col(after).shift(1))
+    return pl.when(F).then(first_val).otherwise(pl.col(after).shift(1))
 
 
-def _counter(pg: pl.DataFrame, name: str, delta: pl.Expr, raises: pl.Expr) -> pl.DataFrame:
+def _counter(lf: pl.LazyFrame, name: str, big: int | None) -> pl.LazyFrame:
     """A lower-bounded counter with inferred initial value and mismatch (docs/replay.md)."""
-    d, s, k, t = f"_d_{name}", f"_S_{name}", f"_k_{name}", f"_T_{name}"
-    init = f"_init_{name}"
-    pg = pg.with_columns(
-        delta.cast(pl.Int64).alias(d),
-        (~pl.col("_infer") | (seg_cumsum(raises.cast(pl.Int64)) >= 1)).alias(k),
-    ).with_columns(seg_cumsum(pl.col(d)).alias(s))
+    d, k, t, init = f"_d_{name}", f"_k_{name}", f"_T_{name}", f"_init_{name}"
+    D, K = pl.col(d), pl.col(k)
     # Before the first raise only releases occur (d <= 0): the lowest prefix sum is their total.
-    unknown_total = seg_total(pl.when(pl.col(k)).then(0).otherwise(pl.col(d)))
-    pg = pg.with_columns((-unknown_total).clip(lower_bound=0).alias(init)).with_columns(
-        (pl.col(init) + pl.col(s)).alias(t)
+    unknown_total = seg_total(pl.when(K).then(0).otherwise(D))
+    lf = lf.with_columns((-unknown_total).clip(lower_bound=0).alias(init)).with_columns(
+        (pl.col(init) + seg_cumsum(D)).alias(t)
     )
-    floor = pl.min_horizontal(
-        pl.lit(0, pl.Int64), pl.when(pl.col(k)).then(pl.col(t)).cum_min().over(P)
-    )
+    floor = pl.min_horizontal(pl.lit(0, pl.Int64), _seg_cummin(pl.when(K).then(pl.col(t)), big))
     after = f"{name}_after"
-    pg = pg.with_columns(
-        pl.when(pl.col(k)).then(pl.col(t) - floor).otherwise(pl.col(t)).alias(after)
+    return lf.with_columns(
+        pl.when(K).then(pl.col(t) - floor).otherwise(pl.col(t)).alias(after)
     ).with_columns(_before(after, pl.col(init)).alias(f"{name}_before"))
-    return pg.with_columns(
-        (pl.col(k) & (pl.col(f"{name}_before") + pl.col(d) < 0)).alias(f"_mm_{name}")
-    )
 
 
-def _min_rule(pg: pl.DataFrame, name: str, raised: pl.Expr) -> pl.DataFrame:
+def _min_rule(name: str, a: str, big: int | None) -> pl.Expr:
     """x_t = min(x_{t-1} + raised_t, pins_after + gets_after), in closed form per page."""
-    a = f"_A_{name}"
-    pg = pg.with_columns(seg_cumsum(raised.cast(pl.Int64)).alias(a))
     hold = pl.col("pins_after") + pl.col("gets_after")
-    after = f"{name}_after"
-    pg = pg.with_columns(
-        (
-            pl.col(a) + pl.min_horizontal(pl.lit(0, pl.Int64), (hold - pl.col(a)).cum_min().over(P))
-        ).alias(after)
+    A = pl.col(a)
+    return (A + pl.min_horizontal(pl.lit(0, pl.Int64), _seg_cummin(hold - A, big))).alias(
+        f"{name}_after"
     )
-    return pg.with_columns(_before(after, pl.lit(0, pl.Int64)).alias(f"{name}_before"))
 
 
-def _flag(pg: pl.DataFrame, name: str, value: pl.Expr, inferable: bool) -> pl.DataFrame:
-    """A set/clear flag forward-filled per page; initially true only where inferred."""
-    v, init = f"_v_{name}", f"_init_{name}"
-    pg = pg.with_columns(value.alias(v))
-    if inferable:
-        seen = pl.col(v).is_not_null()
-        first_clear = seen & (seg_cumsum(seen.cast(pl.Int64)) == 1) & ~pl.col(v).fill_null(True)
-        pg = pg.with_columns(
-            (pl.col("_infer") & (seg_total(first_clear.cast(pl.Int64)) > 0)).alias(init)
-        )
-    else:
-        pg = pg.with_columns(pl.lit(False).alias(init))
-    after = f"{name}_after"
-    pg = pg.with_columns(seg_ffill(pl.col(v), pl.col(init)).alias(after))
-    return pg.with_columns(_before(after, pl.col(init)).alias(f"{name}_before"))
+def _flag_init(v: str) -> pl.Expr:
+    """True where the page's first set/clear of the flag is a clear (history unknown)."""
+    V = pl.col(v)
+    seen = V.is_not_null()
+    first_clear = seen & (seg_cumsum(seen.cast(pl.Int32)) == 1) & ~V.fill_null(True)
+    return pl.col("_infer") & (seg_total(first_clear.cast(pl.Int32)) > 0)
 
 
-def _states(pg: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
-    """Every state column of PAGE_EVENTS_SCHEMA for rows that have a page."""
+def _offset_big(n: int, bound: int) -> int | None:
+    """Offset step for `_seg_cummin`, or None when values could collide."""
+    big = 1 << (62 - (n + 1).bit_length())
+    return big if 4 * bound + 4 < big // 2 else None
+
+
+def _states(narrow: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
+    """State columns of every row, sorted by (page, seq); pageless rows last with null state.
+
+    Adds `_row` (the row's position in `narrow`), `_first`/`_last` (page edges), `pkey`,
+    `generation`, the resolved `dev`/`ino`/`index`, the file key `_fdev`/`_fino`/`_findex`
+    and the raise flags the intervals need.
+    """
     flags = foll_flags_for(kernel)
     write, longterm = flags["FOLL_WRITE"], flags["FOLL_LONGTERM"]
-    pg = _page_keys(pg)
-    kind = pl.col("kind")
+    n = narrow.height
     refs = pl.col("refs").cast(pl.Int64).abs().fill_null(1)
+    bound = narrow.select(refs.sum()).item() or 0
+    big = _offset_big(n, int(bound))
+    kind = pl.col("kind")
+    pageless = identity.is_pageless(kind, pl.col("pfn"), pl.col("ino"), pl.col("index"))
+    is_file = pl.col("pfn").is_null() & ~pl.col("_pageless")
+    base = narrow.lazy().with_columns(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), pageless.alias("_pageless")
+    )
+    base = base.with_columns(
+        pl.when(is_file).then(pl.col(c)).alias(f"_f{c}") for c in ("dev", "ino", "index")
+    )
+    # pfn pages, then file pages, then pageless rows; stable sorts keep seq order in a page
+    live = ~pl.col("_pageless")
+    lf = pl.concat(
+        [
+            base.filter(live & pl.col("pfn").is_not_null()).sort("pfn", maintain_order=True),
+            base.filter(is_file).sort(
+                ["_fdev", "_fino", "_findex"], maintain_order=True, nulls_last=True
+            ),
+            base.filter(pl.col("_pageless")),
+        ]
+    )
+    gen = identity.generations(kind, pl.col("pfn"), pl.col("dev"), pl.col("ino"))
+    lf = lf.with_columns(
+        pl.when(pl.col("pfn").is_null()).then(pl.lit(0, pl.Int32)).otherwise(gen).cast(pl.Int32)
+        .alias("generation")
+    )  # fmt: skip
+    keys = ["_pageless", "pfn", "generation", "_fdev", "_fino", "_findex"]
+    changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in keys])
+    first = changed | (pl.int_range(pl.len()) == 0)
+    lf = lf.with_columns(first.alias("_first")).with_columns(
+        pl.col("_first").cast(pl.Int64).cum_sum().alias(P),
+        pl.col("_first").shift(-1, fill_value=True).alias("_last"),
+    )
     gup = pl.col("gup_flags").cast(pl.Int64).fill_null(0)
     acquire = kind.is_in(["pin", "get"])
-    pg = pg.with_columns(
-        ((pl.col("generation") == 0) & (pl.when(F).then(kind).forward_fill() != "alloc")).alias(
-            "_infer"
-        ),
+    r = pl.col("_r")
+    infer = (pl.col("generation") == 0) & (pl.when(F).then(kind).forward_fill() != "alloc")
+    lf = lf.with_columns(
+        infer.alias("_infer"),
         (acquire & ((gup & write) != 0)).alias("_w_raise"),
         (acquire & ((gup & longterm) != 0)).alias("_l_raise"),
+        (kind == "pin").alias("_pin_raise"),
         refs.alias("_r"),
     )
-    r = pl.col("_r")
-    pg = _counter(
-        pg,
-        "pins",
-        pl.when(kind == "pin").then(r).when(kind == "unpin").then(-r).otherwise(0),
-        kind == "pin",
-    )
-    pg = _counter(
-        pg,
-        "gets",
-        pl.when(kind == "get").then(r).when(kind == "put").then(-r).otherwise(0),
-        kind == "get",
-    )
-    pg = _min_rule(pg, "writable_pins", pl.when(pl.col("_w_raise")).then(r).otherwise(0))
-    pg = _min_rule(pg, "longterm_pins", pl.when(pl.col("_l_raise")).then(r).otherwise(0))
-    count = pl.when((kind == "ref") & pl.col("count").is_not_null()).then(pl.col("count"))
-    none = pl.lit(_NO_COUNT, pl.Int64)
-    pg = pg.with_columns(
-        seg_ffill(count.cast(pl.Int64), none).replace(_NO_COUNT, None).alias("refcount_after")
-    ).with_columns(_before("refcount_after", None).alias("refcount_before"))
-    pg = _flag(
-        pg,
-        "dirty",
-        pl.when(kind == "dirty")
-        .then(True)
-        .when(kind.is_in(["mkclean", "wb_start", "cache_del", "truncate"]))
-        .then(False),
-        inferable=False,
-    )
-    pg = _flag(
-        pg,
-        "writeback",
-        pl.when(kind == "wb_start").then(True).when(kind == "wb_end").then(False),
-        inferable=True,
-    )
-    pg = _flag(
-        pg,
-        "cached",
+    lf = lf.with_columns(
+        pl.when(kind == "pin").then(r).when(kind == "unpin").then(-r).otherwise(0).alias("_d_pins"),
+        pl.when(kind == "get").then(r).when(kind == "put").then(-r).otherwise(0).alias("_d_gets"),
+        seg_cumsum(pl.when(pl.col("_w_raise")).then(r).otherwise(0)).alias("_A_w"),
+        seg_cumsum(pl.when(pl.col("_l_raise")).then(r).otherwise(0)).alias("_A_l"),
+        (~pl.col("_infer") | (seg_cumsum((kind == "pin").cast(pl.Int32)) >= 1)).alias("_k_pins"),
+        (~pl.col("_infer") | (seg_cumsum((kind == "get").cast(pl.Int32)) >= 1)).alias("_k_gets"),
+        pl.when(kind == "wb_start").then(True).when(kind == "wb_end").then(False).alias("_v_wb"),
         pl.when(kind == "cache_add")
         .then(True)
         .when(kind.is_in(["cache_del", "truncate"]))
-        .then(False),
-        inferable=True,
+        .then(False)
+        .alias("_v_cached"),
     )
-    buf = (
-        pl.when(kind == "mkwrite")
-        .then(pl.lit("yes"))
-        .when(kind == "free_buffers")
-        .then(pl.lit("no"))
-    )
-    pg = pg.with_columns(
-        seg_ffill(buf, pl.lit("unknown")).cast(BUFFERS).alias("buffers_after")
+    lf = _counter(lf, "pins", big)
+    lf = _counter(lf, "gets", big)
+    lf = lf.with_columns(
+        _min_rule("writable_pins", "_A_w", big), _min_rule("longterm_pins", "_A_l", big)
     ).with_columns(
-        _before("buffers_after", pl.lit("unknown").cast(BUFFERS)).alias("buffers_before")
+        _before("writable_pins_after", pl.lit(0, pl.Int64)).alias("writable_pins_before"),
+        _before("longterm_pins_after", pl.lit(0, pl.Int64)).alias("longterm_pins_before"),
     )
-    pg = pg.with_columns(
-        (
-            (pl.col("_init_pins") > 0)
-            | (pl.col("_init_gets") > 0)
-            | pl.col("_init_writeback")
-            | pl.col("_init_cached")
-        ).alias("inferred_initial"),
-        (pl.col("_mm_pins") | pl.col("_mm_gets")).alias("mismatch"),
+    count = pl.when((kind == "ref") & pl.col("count").is_not_null()).then(pl.col("count"))
+    rc = seg_ffill(count.cast(pl.Int64), pl.lit(_NO_COUNT, pl.Int64))
+    dirty = (
+        pl.when(kind == "dirty")
+        .then(True)
+        .when(kind.is_in(["mkclean", "wb_start", "cache_del", "truncate"]))
+        .then(False)
     )
-    pg = _file_identity(pg)
-    return pg.with_columns(
-        identity.page_id(
-            pl.col("pfn"), pl.col("generation"), pl.col("dev"), pl.col("ino"), pl.col("index")
-        ).alias("page_id")
+    buf = pl.when(kind == "mkwrite").then(2).when(kind == "free_buffers").then(1).cast(pl.UInt8)
+    src = kind.is_in(["cache_add", "cache_del"]) & pl.col("ino").is_not_null()
+    pos = pl.int_range(pl.len(), dtype=pl.Int64)
+    lf = lf.with_columns(
+        pl.when(rc != _NO_COUNT).then(rc).alias("refcount_after"),
+        seg_ffill(dirty, pl.lit(False)).alias("dirty_after"),
+        _flag_init("_v_wb").alias("_init_wb"),
+        _flag_init("_v_cached").alias("_init_cached"),
+        seg_ffill(buf, pl.lit(0, pl.UInt8)).alias("_buf_after"),
+        seg_ffill(pl.when(src).then(pos), pl.lit(-1)).alias("_src"),
+    ).with_columns(
+        seg_ffill(pl.col("_v_wb"), pl.col("_init_wb")).alias("writeback_after"),
+        seg_ffill(pl.col("_v_cached"), pl.col("_init_cached")).alias("cached_after"),
     )
-
-
-def _file_identity(pg: pl.DataFrame) -> pl.DataFrame:
-    """dev/ino/index of pfn pages from their latest cache_add/cache_del in the generation."""
-    src = pl.col("kind").is_in(["cache_add", "cache_del"]) & pl.col("ino").is_not_null()
-    pg = pg.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
-    pg = pg.with_columns(seg_ffill(pl.when(src).then(pl.col("_row")), pl.lit(-1)).alias("_src"))
-    is_file = pl.col("pfn").is_null()
-    return pg.with_columns(
-        pl.when(is_file)
+    to_buf = {"old": [0, 1, 2], "new": _BUFFER_NAMES, "return_dtype": BUFFERS}
+    file_id = [
+        pl.when(pl.col("pfn").is_null())
         .then(pl.col(c))
         .when(pl.col("_src") >= 0)
         .then(pl.col(c).gather(pl.col("_src").clip(lower_bound=0)))
         .alias(c)
         for c in ("dev", "ino", "index")
+    ]
+    lf = lf.with_columns(
+        _before("refcount_after", None).alias("refcount_before"),
+        _before("dirty_after", pl.lit(False)).alias("dirty_before"),
+        _before("writeback_after", pl.col("_init_wb")).alias("writeback_before"),
+        _before("cached_after", pl.col("_init_cached")).alias("cached_before"),
+        pl.col("_buf_after").replace_strict(**to_buf).alias("buffers_after"),
+        _before("_buf_after", pl.lit(0, pl.UInt8)).replace_strict(**to_buf).alias("buffers_before"),
+        (
+            (pl.col("_init_pins") > 0)
+            | (pl.col("_init_gets") > 0)
+            | pl.col("_init_wb")
+            | pl.col("_init_cached")
+        ).alias("inferred_initial"),
+        (
+            (pl.col("_k_pins") & (pl.col("pins_before") + pl.col("_d_pins") < 0))
+            | (pl.col("_k_gets") & (pl.col("gets_before") + pl.col("_d_gets") < 0))
+        ).alias("mismatch"),
+        *file_id,
     )
+    lf = lf.with_columns(
+        *[pl.when(live).then(pl.col(c)).cast(STATE_COLUMNS.get(c, pl.Boolean)).alias(c)
+          for c in _OUT_STATE],
+        pl.when(live).then(pl.col("generation")).alias("generation"),
+    )  # fmt: skip
+    return lf.select(
+        "_row", P, "_first", "_last", "_pageless", "ts_ns", "line", "pfn", "generation",
+        "dev", "ino", "index", "_fdev", "_fino", "_findex", "_pin_raise", "_w_raise",
+        "_l_raise", *_OUT_STATE,
+    ).collect(engine="in-memory")  # fmt: skip
 
 
 __all__ = ["EVENTS_SCHEMA", "ReplayResult", "replay_events", "replay_resolved"]

@@ -16,6 +16,8 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,18 +133,48 @@ def _replay_trace(
     kernel = trace.get("kernel")
     counts = {"events": n, "page_events": 0, "intervals": 0, "buckets": nb}
 
-    def run(bucket: int, ev: pl.DataFrame) -> None:
-        res = core.replay_resolved(ev, lost, kernel=kernel, trace_start_ts=start, trace_end_ts=end)
+    # Parquet encoding of bucket i overlaps the state core of bucket i + 1 (both release the GIL).
+    writer = ThreadPoolExecutor(max_workers=1)
+    pending: list[Future[None]] = []
+
+    def write(bucket: int, res: core.ReplayResult) -> None:
         for root, df in ((pe_dir, res.page_events), (iv_dir, res.intervals)):
             out = root / f"trace_id={tid}" / f"bucket={bucket:03d}"
             out.mkdir(parents=True, exist_ok=True)
-            df.write_parquet(out / "part.parquet", statistics=True)
+            df.write_parquet(
+                out / "part.parquet", compression="zstd", compression_level=1, statistics=False
+            )
+
+    def run(bucket: int, ev: pl.DataFrame) -> None:
+        res = core.replay_resolved(ev, lost, kernel=kernel, trace_start_ts=start, trace_end_ts=end)
         counts["page_events"] += res.page_events.height
         counts["intervals"] += res.intervals.height
+        while pending:  # at most one bucket's output waits in memory
+            pending.pop().result()
+        pending.append(writer.submit(write, bucket, res))
 
-    if nb == 1:
-        run(0, _attach(events.collect(), ident))
-        return counts
+    try:
+        if nb == 1:
+            run(0, _attach(events.collect(), ident))
+        else:
+            box = [ident]  # the shuffle drops the last reference once the buckets are cut
+            del ident
+            _shuffle(dataset, events, box, run)
+        while pending:
+            pending.pop().result()
+    finally:
+        writer.shutdown(wait=True)
+    return counts
+
+
+def _shuffle(
+    dataset: Path,
+    events: pl.LazyFrame,
+    box: list[pl.DataFrame],
+    run: Callable[[int, pl.DataFrame], None],
+) -> None:
+    """Split the trace's events into bucket files (Arrow IPC scratch), then replay each."""
+    ident = box.pop()
     scratch = ds.new_tmp_dir(dataset)
     try:
         offset = 0
@@ -161,7 +193,6 @@ def _replay_trace(
             shutil.rmtree(d)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return counts
 
 
 def _bucket(narrow: pl.DataFrame, rpfn: pl.Series, nb: int) -> pl.Series:
