@@ -84,11 +84,18 @@ def extract_fields(
         if key in pos:
             i = pos[key]
             field = tok.struct.field(f"field_{i}")
+            # The regex takes the first occurrence: the key must not come earlier in the row.
             if key.sep == "=":
                 fits.append(field.str.starts_with(key.prefix))
+                fits.append(field.str.len_bytes() > len(key.prefix))
+                fits.extend(
+                    ~tok.struct.field(f"field_{j}").str.starts_with(key.prefix) for j in range(i)
+                )
                 values.append(field.str.slice(len(key.prefix)).alias(name))
             else:
                 fits.append(tok.struct.field(f"field_{i - 1}") == key.name)
+                fits.append(field.str.len_bytes() > 0)
+                fits.extend(tok.struct.field(f"field_{j}") != key.name for j in range(i - 1))
                 values.append(field.alias(name))
         else:
             values.append(pl.lit(None, pl.String).alias(name))
