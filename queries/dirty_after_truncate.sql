@@ -15,14 +15,14 @@ grain: one finding per dirty event
 evidence: the cache_del / truncate line, the dirty line
 */
 WITH hits AS (
-    SELECT *
+    SELECT trace_id, page_id, line, ts_ns, pid, comm, caller, pfn, dev, ino, "index"
     FROM page_events
     WHERE kind = 'dirty' AND page_id IS NOT NULL
       AND (pins_before > 0 OR writable_pins_before > 0)
       AND cached_before = false
 ),
 cuts AS (
-    SELECT trace_id, page_id, seq, line AS cut_line, ts_ns AS cut_ts, kind::VARCHAR AS cut_kind
+    SELECT trace_id, page_id, line AS cut_line, ts_ns AS cut_ts, kind::VARCHAR AS cut_kind
     FROM page_events
     WHERE kind IN ('cache_del', 'truncate') AND page_id IS NOT NULL
       AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM hits)
@@ -30,17 +30,27 @@ cuts AS (
 with_cut AS (
     SELECT h.*, c.cut_line, c.cut_ts, c.cut_kind
     FROM hits h
-    ASOF JOIN cuts c ON c.trace_id = h.trace_id AND c.page_id = h.page_id AND h.seq > c.seq
+    ASOF JOIN cuts c ON c.trace_id = h.trace_id AND c.page_id = h.page_id
+        -- replay order is (ts_ns, line): comparing that pair spares reading `seq`
+        AND (h.ts_ns, h.line) > (c.cut_ts, c.cut_line)
+),
+-- one aggregate row to the planner: keeps the few dirties on the build side of the span join
+few AS (
+    SELECT unnest(list(w), recursive := true)
+    FROM (SELECT trace_id, page_id, ts_ns, line FROM with_cut) w
 ),
 spans AS (
     SELECT w.trace_id, w.line, i.holders,
         row_number() OVER (PARTITION BY w.trace_id, w.line
                            ORDER BY i.state = 'pinned' DESC, i.start_ts_ns) AS pick
-    FROM with_cut w
-    JOIN intervals i ON i.trace_id = w.trace_id AND i.page_id = w.page_id
-    WHERE i.state IN ('pinned', 'writable_pinned')
-      AND (i.trace_id, i.page_id) IN (SELECT (trace_id, page_id) FROM hits)
-      AND (i.start_line IS NULL OR i.start_ts_ns < w.ts_ns
+    FROM few w
+    JOIN (
+        -- one scan per state so that the Parquet reader pushes the filter down
+        SELECT * FROM intervals WHERE state = 'pinned'
+        UNION ALL
+        SELECT * FROM intervals WHERE state = 'writable_pinned'
+    ) i ON i.trace_id = w.trace_id AND i.page_id = w.page_id
+    WHERE (i.start_line IS NULL OR i.start_ts_ns < w.ts_ns
            OR (i.start_ts_ns = w.ts_ns AND i.start_line < w.line))
       AND (i.end_line IS NULL OR i.end_ts_ns > w.ts_ns
            OR (i.end_ts_ns = w.ts_ns AND i.end_line >= w.line))

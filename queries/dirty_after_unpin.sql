@@ -15,22 +15,25 @@ evidence: the unpin line, the dirty line
 */
 -- candidates first (the few unheld dirties), then only their pages' pin/unpin events
 WITH dirties AS (
-    SELECT trace_id, page_id, seq, line, ts_ns, pid, comm, caller, pfn, dev, ino, "index"
+    SELECT trace_id, page_id, line, ts_ns, pid, comm, caller, pfn, dev, ino, "index"
     FROM page_events
     WHERE kind = 'dirty' AND page_id IS NOT NULL
       AND coalesce(pins_before, 0) = 0 AND coalesce(writable_pins_before, 0) = 0
 ),
 pins AS (
-    SELECT trace_id, page_id, seq, kind::VARCHAR AS p_kind, pid AS p_pid, line AS p_line,
+    SELECT trace_id, page_id, kind::VARCHAR AS p_kind, pid AS p_pid, line AS p_line,
         ts_ns AS p_ts, caller AS p_caller
     FROM page_events
-    WHERE kind IN ('pin', 'unpin') AND page_id IS NOT NULL
+    -- the page's last pin/unpin before an unheld dirty left it at 0 pins (only they move pins)
+    WHERE kind IN ('pin', 'unpin') AND pins_after = 0 AND page_id IS NOT NULL
       AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM dirties)
 ),
 prev AS (
     SELECT d.*, p.p_kind, p.p_pid, p.p_line, p.p_ts, p.p_caller
     FROM dirties d
-    ASOF JOIN pins p ON p.trace_id = d.trace_id AND p.page_id = d.page_id AND d.seq > p.seq
+    ASOF JOIN pins p ON p.trace_id = d.trace_id AND p.page_id = d.page_id
+        -- replay order is (ts_ns, line): comparing that pair spares reading `seq`
+        AND (d.ts_ns, d.line) > (p.p_ts, p.p_line)
 )
 SELECT
     'DIRTY_AFTER_UNPIN' AS rule,

@@ -14,21 +14,26 @@ references: Documentation/core-api/pin_user_pages.rst (nr_foll_pin_acquired /
 grain: one finding per open pinned interval
 evidence: pin start, the holders' last lines
 */
-WITH bounds AS (
-    SELECT trace_id, max(ts_ns) AS last_ts
-    FROM (SELECT trace_id, ts_ns FROM events
-          UNION ALL SELECT trace_id, ts_ns FROM other_events)
-    GROUP BY trace_id
-),
-spans AS (
+WITH spans AS (
     SELECT *, row_number() OVER () AS span_id
     FROM intervals
     WHERE state = 'pinned' AND open_at_end AND NOT open_at_start
 ),
+bounds AS (
+    SELECT e.trace_id, max(e.ts_ns) AS last_ts
+    FROM (SELECT trace_id, ts_ns FROM events
+          UNION ALL SELECT trace_id, ts_ns FROM other_events) e
+    -- only the open spans' traces: the join skips the scans when there are none
+    JOIN (SELECT DISTINCT trace_id FROM spans) s ON s.trace_id = e.trace_id
+    GROUP BY e.trace_id
+),
+-- only the open spans' pages, as above
 freed AS (
-    SELECT DISTINCT trace_id, page_id
-    FROM page_events
-    WHERE kind = 'free' AND page_id IS NOT NULL
+    SELECT DISTINCT f.trace_id, f.page_id
+    FROM page_events f
+    JOIN (SELECT DISTINCT trace_id, page_id FROM spans) s
+      ON s.trace_id = f.trace_id AND s.page_id = f.page_id
+    WHERE f.kind = 'free'
 ),
 holders AS (
     SELECT DISTINCT span_id, trace_id, unnest(holders).pid AS pid

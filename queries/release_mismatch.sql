@@ -17,12 +17,13 @@ grain: one finding per mismatched event
 evidence: the event's line, the last acquire before it if any
 */
 WITH hits AS (
-    SELECT *
+    SELECT trace_id, page_id, line, ts_ns, kind, pid, comm, caller, pfn, dev, ino, "index",
+        pins_before, gets_before
     FROM page_events
     WHERE mismatch AND page_id IS NOT NULL
 ),
 acquires AS (
-    SELECT trace_id, page_id, seq, line AS a_line, ts_ns AS a_ts, kind::VARCHAR AS a_kind,
+    SELECT trace_id, page_id, line AS a_line, ts_ns AS a_ts, kind::VARCHAR AS a_kind,
         caller AS a_caller
     FROM page_events
     WHERE kind IN ('pin', 'get') AND page_id IS NOT NULL
@@ -32,7 +33,9 @@ with_acq AS (
     SELECT h.*, a.a_line, a.a_ts, a.a_kind, a.a_caller
     FROM hits h
     ASOF LEFT JOIN acquires a
-        ON a.trace_id = h.trace_id AND a.page_id = h.page_id AND h.seq > a.seq
+        ON a.trace_id = h.trace_id AND a.page_id = h.page_id
+        -- replay order is (ts_ns, line): comparing that pair spares reading `seq`
+        AND (h.ts_ns, h.line) > (a.a_ts, a.a_line)
 )
 SELECT
     'RELEASE_MISMATCH' AS rule,

@@ -44,11 +44,20 @@ file_ends AS (
     WHERE writable_pins_before > 0 AND writable_pins_after = 0 AND page_id IS NOT NULL
       AND (ino IS NOT NULL OR cached_before)
 ),
+-- one aggregate row to the planner: the few undirtied spans go on the build side, and the
+-- file_ends scan is skipped when there are none
+few_undirtied AS (
+    SELECT unnest(list(u), recursive := true) FROM undirtied u
+),
 flagged AS (
     SELECT u.trace_id, u.page_id, u.end_line
-    FROM undirtied u
+    FROM few_undirtied u
     WHERE u.ino IS NOT NULL
-       OR (u.trace_id, u.end_line) IN (SELECT (trace_id, line) FROM file_ends)
+    UNION ALL
+    SELECT u.trace_id, u.page_id, u.end_line
+    FROM few_undirtied u
+    SEMI JOIN file_ends e ON e.trace_id = u.trace_id AND e.line = u.end_line
+    WHERE u.ino IS NULL
 ),
 -- one aggregate row to the planner: keeps the few flagged spans on the build side
 few AS (
