@@ -108,9 +108,9 @@ def replay_resolved(
         ev = ev.sort("seq")
     pg = _states(ev.select(_NARROW), kernel)
     ivs = intervals.build(pg, ev, lost, trace_start_ts=trace_start_ts, trace_end_ts=trace_end_ts)
-    # back to replay order: `_row` is the row's position in `ev`
-    st = pg.lazy().select("_row", "generation", "dev", "ino", "index", *_OUT_STATE).sort("_row")
-    st = st.drop("_row").collect()
+    # back to replay order: `_row` is the row's position in `ev`; inverting that permutation
+    # and gathering is cheaper than sorting ~20 columns by it
+    st = pg.select("generation", "dev", "ino", "index", *_OUT_STATE).gather(_inverse(pg["_row"]))
     pe = ev.drop("dev", "ino", "index").hstack(st)
     page_events = pe.select(
         *[
@@ -132,6 +132,13 @@ def replay_resolved(
         ]
     )
     return ReplayResult(page_events, ivs)
+
+
+def _inverse(perm: pl.Series) -> pl.Series:
+    """The inverse of a permutation of 0..n-1: where each position went."""
+    n = perm.len()
+    out = pl.zeros(n, dtype=pl.UInt32, eager=True)
+    return out.scatter(perm, pl.int_range(n, dtype=pl.UInt32, eager=True))
 
 
 F = pl.col("_first")
@@ -197,12 +204,18 @@ def _min_rule(name: str, a: str, big: int | None) -> pl.Expr:
     )
 
 
+def seg_seen(c: pl.Expr) -> pl.Expr:
+    """True from the page's first row where `c` holds onwards (one forward fill)."""
+    return pl.when(c).then(True).when(F).then(False).forward_fill()
+
+
 def _flag_init(v: str) -> pl.Expr:
     """True where the page's first set/clear of the flag is a clear (history unknown)."""
     V = pl.col(v)
-    seen = V.is_not_null()
-    first_clear = seen & (seg_cumsum(seen.cast(pl.Int32)) == 1) & ~V.fill_null(True)
-    return pl.col("_infer") & (seg_total(first_clear.cast(pl.Int32)) > 0)
+    # at the page's first row: the next set/clear is in this page, and it is a clear
+    in_page = pl.when(V.is_not_null()).then(pl.col(P)).backward_fill() == pl.col(P)
+    first_clear = in_page & ~V.backward_fill()
+    return pl.col("_infer") & pl.when(F).then(first_clear.fill_null(False)).forward_fill()
 
 
 def _offset_big(n: int, bound: int) -> int | None:
@@ -244,11 +257,11 @@ def _states(narrow: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
             base.filter(pl.col("_pageless")),
         ]
     )
-    gen = identity.generations(kind, pl.col("pfn"), pl.col("dev"), pl.col("ino"))
+    lf = identity.with_generation(lf, "_gen")
     lf = lf.with_columns(
-        pl.when(pl.col("pfn").is_null()).then(pl.lit(0, pl.Int32)).otherwise(gen).cast(pl.Int32)
-        .alias("generation")
-    )  # fmt: skip
+        pl.when(pl.col("pfn").is_null()).then(pl.lit(0, pl.Int32)).otherwise(pl.col("_gen"))
+        .cast(pl.Int32).alias("generation")
+    ).drop("_gen")  # fmt: skip
     keys = ["_pageless", "pfn", "generation", "_fdev", "_fino", "_findex"]
     changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in keys])
     first = changed | (pl.int_range(pl.len()) == 0)
@@ -272,8 +285,8 @@ def _states(narrow: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
         pl.when(kind == "get").then(r).when(kind == "put").then(-r).otherwise(0).alias("_d_gets"),
         seg_cumsum(pl.when(pl.col("_w_raise")).then(r).otherwise(0)).alias("_A_w"),
         seg_cumsum(pl.when(pl.col("_l_raise")).then(r).otherwise(0)).alias("_A_l"),
-        (~pl.col("_infer") | (seg_cumsum((kind == "pin").cast(pl.Int32)) >= 1)).alias("_k_pins"),
-        (~pl.col("_infer") | (seg_cumsum((kind == "get").cast(pl.Int32)) >= 1)).alias("_k_gets"),
+        (~pl.col("_infer") | seg_seen(kind == "pin")).alias("_k_pins"),
+        (~pl.col("_infer") | seg_seen(kind == "get")).alias("_k_gets"),
         pl.when(kind == "wb_start").then(True).when(kind == "wb_end").then(False).alias("_v_wb"),
         pl.when(kind == "cache_add")
         .then(True)

@@ -27,6 +27,9 @@ _CACHE_KINDS = ["cache_add", "cache_del"]
 
 def order_of(ev: pl.DataFrame) -> pl.Series:
     """`seq` for each row of one trace's events, in their given row order (rank by ts, line)."""
+    ts, line = ev.get_column("ts_ns"), ev.get_column("line")
+    if not (ts.null_count() or line.null_count()) and ts.is_sorted() and line.is_sorted():
+        return pl.int_range(ev.height, dtype=pl.Int64, eager=True).alias("seq")  # already in order
     order = ev.select(pl.arg_sort_by(["ts_ns", "line"])).to_series()
     seq = pl.Series("seq", [0], dtype=pl.Int64).clear()
     if ev.height:
@@ -158,21 +161,38 @@ def _resolve_files(base: pl.DataFrame) -> pl.Series:
     return rpfn.scatter(ok.get_column("_row"), ok.get_column("c_pfn"))
 
 
-def generations(kind: pl.Expr, pfn: pl.Expr, dev: pl.Expr, ino: pl.Expr) -> pl.Expr:
-    """Lifetime number per resolved pfn; rows must be sorted by (pfn, seq)."""
+def with_generation(lf: pl.LazyFrame, name: str = "generation") -> pl.LazyFrame:
+    """Add the lifetime number per resolved pfn; rows must be sorted by (pfn, seq).
+
+    Built in stages of materialized columns: the query optimizer does not share repeated
+    order-dependent subexpressions (forward fills, gathers, cumulative sums), so one nested
+    expression would recompute them several times over.
+    """
+    kind, pfn, dev, ino = pl.col("kind"), pl.col("pfn"), pl.col("dev"), pl.col("ino")
     row = pl.int_range(pl.len(), dtype=pl.Int64)
-    first = pfn.ne_missing(pfn.shift(1)) | (row == 0)
-    is_ca = kind == "cache_add"
+    first, is_ca, prev = pl.col("_g_first"), pl.col("_g_ca"), pl.col("_g_prev")
+    lf = lf.with_columns(
+        (pfn.ne_missing(pfn.shift(1)) | (row == 0)).alias("_g_first"),
+        (kind == "cache_add").alias("_g_ca"),
+    )
     # the pfn's latest cache_add before this row (-1: none), without a group-by
-    prev_ca = pl.when(is_ca).then(row).when(first).then(-1).forward_fill().shift(1)
-    had_ca = ~first & (prev_ca >= 0)
-    at = prev_ca.clip(lower_bound=0)
-    ca_ino, ca_dev = ino.gather(at), dev.gather(at)
+    lf = lf.with_columns(
+        pl.when(is_ca).then(row).when(first).then(-1).forward_fill().shift(1).alias("_g_prev")
+    )
+    at = prev.clip(lower_bound=0)
+    lf = lf.with_columns(ino.gather(at).alias("_g_ino"), dev.gather(at).alias("_g_dev"))
+    ca_ino, ca_dev = pl.col("_g_ino"), pl.col("_g_dev")
     differs = ca_ino.ne_missing(ino) | (ca_dev.is_not_null() & dev.is_not_null() & (ca_dev != dev))
+    had_ca = prev >= 0
     boundary = ~first & ((kind == "alloc") | (kind.shift(1) == "free") | (is_ca & had_ca & differs))
-    b = boundary.fill_null(False).cast(pl.Int32)
-    cs = b.cum_sum()
-    return cs - pl.when(first).then(cs - b).forward_fill()
+    b = pl.col("_g_b")
+    lf = lf.with_columns(boundary.fill_null(False).cast(pl.Int32).alias("_g_b"))
+    lf = lf.with_columns(b.cum_sum().alias("_g_cs"))
+    cs = pl.col("_g_cs")
+    gen = cs - pl.when(first).then(cs - b).forward_fill()
+    return lf.with_columns(gen.alias(name)).drop(
+        "_g_first", "_g_ca", "_g_prev", "_g_ino", "_g_dev", "_g_b", "_g_cs"
+    )
 
 
 def page_id(
