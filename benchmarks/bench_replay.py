@@ -11,120 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import polars as pl
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from synthetic import cpu_s, make_dataset, rss_mb, synth  # noqa: E402
 
-from ingest import dataset as ds
-from ingest.schema import FORMAT_VERSION, conform
-from replay.core import replay_events
-from replay.reference import replay_events_reference
-from replay.run import replay_dataset
-
-# One page's life: (kind, uses a subpage pfn, file-only)
-_LIFE = [
-    ("alloc", False, False),
-    ("cache_add", False, False),
-    ("pin", True, False),
-    ("get", True, False),
-    ("dirty", False, True),
-    ("mkclean", False, False),
-    ("wb_start", False, False),
-    ("wb_end", False, True),
-    ("put", True, False),
-    ("ref", False, False),
-    ("unpin", True, False),
-    ("dirty", False, False),
-    ("cache_del", False, False),
-    ("truncate", False, False),
-    ("unpin", False, False),  # a mismatch now and then: history known since alloc
-    ("free", False, False),
-]
-
-
-def synth(n: int, trace_id: str = "bench", seed: int = 1) -> pl.DataFrame:
-    """n events: lives of order-2 folios, interleaved in time, pfns reused across lives."""
-    L = len(_LIFE)
-    i = pl.int_range(n, dtype=pl.Int64, eager=True)
-    life = i // L
-    step = i % L
-    n_pages = max(1, n // (L * 3))  # each pfn lives ~3 times
-    kinds = pl.Series([k for k, _, _ in _LIFE], dtype=pl.String)
-    sub = pl.Series([s for _, s, _ in _LIFE])
-    fonly = pl.Series([f for _, _, f in _LIFE])
-    df = pl.DataFrame({"life": life, "step": step}).with_columns(
-        ((pl.col("life") % n_pages) * 4 + 4096).cast(pl.UInt64).alias("head"),
-        (pl.col("life") // n_pages).alias("round"),
-        pl.col("step").map_batches(lambda s: kinds.gather(s)).alias("kind"),
-        pl.col("step").map_batches(lambda s: sub.gather(s)).alias("sub"),
-        pl.col("step").map_batches(lambda s: fonly.gather(s)).alias("fonly"),
-    )
-    # lives of the same round overlap in time; a pfn's next life comes a round later
-    df = df.with_columns(
-        (
-            pl.col("round") * 10_000_000_000 + pl.col("step") * 1_000_000 + (pl.col("life") % 997)
-        ).alias("ts_ns"),
-        (pl.col("life") * 7 + pl.col("round")).alias("ino"),
-    )
-    df = df.sort("ts_ns", "life").with_columns(
-        pl.lit(trace_id).alias("trace_id"),
-        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line"),
-        pl.when(pl.col("fonly")).then(None).when(pl.col("sub")).then(pl.col("head") + 1)
-        .otherwise(pl.col("head")).alias("pfn"),
-        pl.when(pl.col("kind").is_in(["alloc", "cache_add", "free"])).then(2).otherwise(0)
-        .cast(pl.UInt8).alias("folio_order"),
-        pl.when(pl.col("kind").is_in(["cache_add", "cache_del"]) | pl.col("fonly"))
-        .then(pl.col("ino")).alias("ino"),
-        pl.when(pl.col("kind").is_in(["cache_add", "cache_del"]) | pl.col("fonly"))
-        .then(0).alias("index"),
-        pl.lit(1).alias("refs"),
-        pl.when(pl.col("kind") == "pin").then(1).otherwise(0).alias("gup_flags"),
-        (pl.col("life") % 64 + 100).alias("pid"),
-        pl.lit("ib_write_bw").alias("comm"),
-        pl.when(pl.col("kind") == "pin").then(pl.lit("ib_umem_get")).alias("caller"),
-        pl.when(pl.col("kind") == "ref").then(pl.lit(1025)).alias("count"),
-        pl.lit(3).alias("cpu"),
-        pl.col("kind").alias("source_event"),
-    )  # fmt: skip
-    return conform(df, "events")
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_s() -> float:
-    """User + system CPU of this process (all threads): fair on a loaded machine."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def make_dataset(root: Path, n: int) -> Path:
-    root.mkdir(parents=True)
-    d = ds.trace_dir(root, "events", "bench")
-    d.mkdir(parents=True)
-    chunk = 2_000_000
-    ev = synth(n)
-    for k in range(0, n, chunk):
-        ev.slice(k, chunk).write_parquet(d / f"part-{k // chunk:05d}.parquet")
-    first, last = ev["ts_ns"].min(), ev["ts_ns"].max()
-    del ev
-    ds.write_manifest(
-        root,
-        {
-            "format_version": FORMAT_VERSION,
-            "traces": [{"trace_id": "bench", "sha256": f"synthetic-{n}", "kernel": "6.8.0",
-                        "first_ts_ns": first, "last_ts_ns": last}],
-        },
-    )  # fmt: skip
-    return root
+from replay.core import replay_events  # noqa: E402
+from replay.reference import replay_events_reference  # noqa: E402
+from replay.run import replay_dataset  # noqa: E402
 
 
 def main() -> None:
@@ -136,7 +37,7 @@ def main() -> None:
 
     # core vs oracle on the same in-memory sample (before the big run, so RSS stays the
     # driver's); wall and CPU ratios both, since other work may share the machine
-    sample = synth(args.sample, seed=2)
+    sample = synth(args.sample)
     t, c = time.perf_counter(), cpu_s()
     fast = replay_events(sample, None, kernel="6.8.0")
     t_core, c_core = time.perf_counter() - t, cpu_s() - c

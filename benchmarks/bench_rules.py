@@ -2,9 +2,9 @@
 
 The targeted row runs over a *realistic* dataset: folio lives that pin, dirty, unpin, write back
 and truncate the way a correct driver does, with a hazardous life (the dense lives of
-bench_replay.py) only every `--hazard-every` lives, so findings are rare (about one per
+benchmarks/synthetic.py) only every `--hazard-every` lives, so findings are rare (about one per
 thousand events) as in real traces. A second, "stress" row runs the same stages over the dense
-dataset of bench_replay.py (about one finding per five events): reported, not targeted.
+dataset (HAZARD_LIFE in every life, about one finding per five events): reported, not targeted.
 
 Each dataset is built straight as Parquet and replayed (not timed), then `analyze_dataset` (all
 rules in DuckDB, findings written to derived/) and the JSON report (summary, every finding with
@@ -19,150 +19,25 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import resource
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import polars as pl
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+
+from synthetic import make_dataset, rss_mb  # noqa: E402
 
 from analysis.report import build_report  # noqa: E402
 from analysis.report_json import render_json  # noqa: E402
 from analysis.report_text import render_text  # noqa: E402
 from analysis.rules import analyze_dataset, load_rules  # noqa: E402
 from ingest import dataset as ds  # noqa: E402
-from ingest.schema import FORMAT_VERSION, conform  # noqa: E402
 from replay.run import replay_dataset  # noqa: E402
 from replay.schema import DERIVED_TABLES  # noqa: E402
-
-W = 1  # FOLL_WRITE on 6.x
-
-# (kind, on a subpage pfn, file-only (no pfn), gup_flags): a correct driver's page life —
-# read-only get/put, a writable pin dirtied before unpin, writeback after, truncate, free.
-_BENIGN = [
-    ("alloc", False, False, 0),
-    ("cache_add", False, False, 0),
-    ("ref", False, False, 0),
-    ("get", True, False, 0),
-    ("put", True, False, 0),
-    ("pin", True, False, W),
-    ("dirty", False, False, 0),
-    ("unpin", True, False, 0),
-    ("mkclean", False, False, 0),
-    ("wb_start", False, False, 0),
-    ("wb_end", False, True, 0),
-    ("ref", False, False, 0),
-    ("mkwrite", False, False, 0),
-    ("free_buffers", False, False, 0),
-    ("cache_del", False, False, 0),
-    ("free", False, False, 0),
-]
-# bench_replay.py's life: pin across writeback, dirty after truncate, a mismatch, …
-_HAZARD = [
-    ("alloc", False, False, 0),
-    ("cache_add", False, False, 0),
-    ("pin", True, False, W),
-    ("get", True, False, 0),
-    ("dirty", False, True, 0),
-    ("mkclean", False, False, 0),
-    ("wb_start", False, False, 0),
-    ("wb_end", False, True, 0),
-    ("put", True, False, 0),
-    ("ref", False, False, 0),
-    ("unpin", True, False, 0),
-    ("dirty", False, False, 0),
-    ("cache_del", False, False, 0),
-    ("truncate", False, False, 0),
-    ("unpin", False, False, 0),
-    ("free", False, False, 0),
-]
-assert len(_BENIGN) == len(_HAZARD)
-
-
-def synth(n: int, hazard_every: int, trace_id: str = "bench") -> pl.DataFrame:
-    """n events: order-2 folio lives interleaved in time, pfns reused; every
-    `hazard_every`-th life is hazardous (1 = all of them: the stress case)."""
-    L = len(_BENIGN)
-    i = pl.int_range(n, dtype=pl.Int64, eager=True)
-    n_pages = max(1, n // (L * 3))  # each pfn lives ~3 times
-    tpl = pl.DataFrame(
-        {
-            "_t": [t for t in range(2) for _ in range(L)],
-            "step": list(range(L)) * 2,
-            "kind": [k for k, *_ in _BENIGN + _HAZARD],
-            "sub": [s for _, s, _, _ in _BENIGN + _HAZARD],
-            "fonly": [f for _, _, f, _ in _BENIGN + _HAZARD],
-            "gup_flags": [g for *_, g in _BENIGN + _HAZARD],
-        },
-        schema_overrides={"step": pl.Int64, "_t": pl.Int64},
-    )
-    df = (
-        pl.DataFrame({"life": i // L, "step": i % L})
-        .with_columns((pl.col("life") % hazard_every == 0).cast(pl.Int64).alias("_t"))
-        .join(tpl, on=["_t", "step"], how="left", maintain_order="left")
-        .with_columns(
-            ((pl.col("life") % n_pages) * 4 + 4096).cast(pl.UInt64).alias("head"),
-            (pl.col("life") // n_pages).alias("round"),
-        )
-    )
-    # lives of the same round overlap in time; a pfn's next life comes a round later
-    df = df.with_columns(
-        (
-            pl.col("round") * 10_000_000_000 + pl.col("step") * 1_000_000 + (pl.col("life") % 997)
-        ).alias("ts_ns"),
-        (pl.col("life") * 7 + pl.col("round")).alias("ino"),
-    )
-    df = df.sort("ts_ns", "life").with_columns(
-        pl.lit(trace_id).alias("trace_id"),
-        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line"),
-        pl.when(pl.col("fonly")).then(None).when(pl.col("sub")).then(pl.col("head") + 1)
-        .otherwise(pl.col("head")).alias("pfn"),
-        pl.when(pl.col("kind").is_in(["alloc", "cache_add", "free"])).then(2).otherwise(0)
-        .cast(pl.UInt8).alias("folio_order"),
-        pl.when(pl.col("kind").is_in(["cache_add", "cache_del"]) | pl.col("fonly"))
-        .then(pl.col("ino")).alias("ino"),
-        pl.when(pl.col("kind").is_in(["cache_add", "cache_del"]) | pl.col("fonly"))
-        .then(0).alias("index"),
-        pl.lit(1).alias("refs"),
-        (pl.col("life") % 64 + 100).alias("pid"),
-        pl.lit("ib_write_bw").alias("comm"),
-        pl.when(pl.col("kind").is_in(["pin", "get"])).then(pl.lit("ib_umem_get")).alias("caller"),
-        pl.when(pl.col("kind") == "ref").then(pl.lit(1025)).alias("count"),
-        pl.lit(3).alias("cpu"),
-        pl.col("kind").alias("source_event"),
-    )  # fmt: skip
-    return conform(df, "events")
-
-
-def make_dataset(root: Path, n: int, hazard_every: int) -> Path:
-    root.mkdir(parents=True)
-    d = ds.trace_dir(root, "events", "bench")
-    d.mkdir(parents=True)
-    chunk = 2_000_000
-    ev = synth(n, hazard_every)
-    for k in range(0, n, chunk):
-        ev.slice(k, chunk).write_parquet(d / f"part-{k // chunk:05d}.parquet")
-    first, last = ev["ts_ns"].min(), ev["ts_ns"].max()
-    del ev
-    ds.write_manifest(
-        root,
-        {
-            "format_version": FORMAT_VERSION,
-            "traces": [{"trace_id": "bench", "sha256": f"synthetic-{n}-{hazard_every}",
-                        "kernel": "6.8.0", "first_ts_ns": first, "last_ts_ns": last}],
-        },
-    )  # fmt: skip
-    return root
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def baseline_scan(root: Path) -> float:
