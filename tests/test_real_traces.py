@@ -67,7 +67,7 @@ def test_real_trace_is_fully_accounted(tmp_path: Path, name: str) -> None:
 
 def test_real_dat_matches_its_report(tmp_path: Path) -> None:
     if shutil.which("trace-cmd") is None:
-        pytest.fail("trace-cmd is not installed (Debian: apt-get install trace-cmd); .ci/run installs it")
+        pytest.fail("trace-cmd is not installed (Debian: apt-get install trace-cmd)")
     ds_dat = tmp_path / "dat"
     ds_txt = tmp_path / "txt"
     ingest_files([REAL / "real.dat"], ds_dat)
