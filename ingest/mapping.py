@@ -306,7 +306,9 @@ def _column(col: str, raw: pl.Expr, fs: FieldSpec, values: pl.Series) -> pl.Expr
     if how == "dev":
         # A trace names a handful of devices: parse those, then look each row up.
         uniq = values.drop_nulls().unique()
-        parsed = pl.select(parse_dev(pl.lit(uniq))).to_series()
+        # a frame column, not pl.lit(series): polars 2.1 panics on a literal series here
+        # once one value fails to parse (bitmap length assertion)
+        parsed = uniq.to_frame("v").select(parse_dev(pl.col("v"))).to_series()
         v = raw.replace_strict(uniq, parsed, default=None, return_dtype=pl.UInt64)
     elif how == "int":
         return parse_int(raw, radix_of(values))

@@ -136,14 +136,91 @@ def open_source(path: Path) -> Iterator[Source]:
         elif container == "bz2":
             stream = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
         elif container == "zst":
-            import zstandard
-
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[assignment]
+            stream = _ZstdFrames(raw)  # type: ignore[assignment]
         else:
             stream = raw
+        if container != "plain":
+            stream = _Guarded(stream, path, container)  # type: ignore[assignment]
         yield Source(path, container, size, stream, raw)
     finally:
         raw.close()
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Every frame of a .zst file, one after another, failing on a frame cut off.
+
+    zstandard's stream_reader returns the text of a truncated file up to the cut without a
+    word: the rest of the trace would be lost silently.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        import zstandard
+
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self.raw = raw
+        self.dobj = self._new()
+        self.in_frame = False  # bytes of the current frame fed, its end not seen yet
+        self.buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        while not self.buf:
+            block = self.raw.read(1 << 20)
+            if not block:
+                if self.in_frame:
+                    raise EOFError("the last zstd frame is cut off before its end")
+                return b""
+            self.buf = self._feed(block)
+        if n < 0 or n >= len(self.buf):
+            out, self.buf = self.buf, b""
+        else:
+            out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _feed(self, block: bytes) -> bytes:
+        out = []
+        while block:
+            out.append(self.dobj.decompress(block))
+            self.in_frame = True
+            if not self.dobj.eof:
+                break
+            block = self.dobj.unused_data  # the next frame starts here
+            self.dobj = self._new()
+            self.in_frame = False
+        return b"".join(out)
+
+
+class _Guarded(io.RawIOBase):
+    """A decompressor whose failures (cut-off or corrupt data) become InputErrors.
+
+    Each library fails its own way (EOFError, zlib.error, LZMAError, OSError, ZstdError), and
+    click would turn an EOFError into a silent exit 1: the user gets one message instead.
+    """
+
+    def __init__(self, inner: BinaryIO, path: Path, container: str) -> None:
+        self.inner = inner
+        self.path = path
+        self.container = container
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        try:
+            data = self.inner.read(n)
+        except Exception as exc:
+            why = "cut off" if isinstance(exc, EOFError) else "corrupt"
+            where = f" after {self.count:,} bytes of text" if self.count else ""
+            raise InputError(
+                f"{self.path}: the .{self.container} data is {why}{where} "
+                f"({type(exc).__name__}: {exc}); expected a complete .{self.container} "
+                f"file (to analyze the readable part, decompress it to a text file first)"
+            ) from None
+        self.count += len(data)
+        return data
 
 
 @contextmanager
