@@ -41,9 +41,24 @@ def _traces_table(report: Report) -> Table:
             str(lines.get("events", "-")),
             str(tr.get("lost_events") or 0),
             str(lines.get("rejected") or 0),
-            escape("; ".join(trace_problems(tr)) or "ok"),
+            _quality_cell(tr),
         )
     return t
+
+
+def _quality_cell(tr: dict) -> str:
+    n = len(trace_problems(tr))
+    return "ok" if not n else f"[yellow]{n} warning{'s' if n > 1 else ''} (below)[/]"
+
+
+def _quality_notes(report: Report, console: Console) -> None:
+    """Each trace's data-quality warnings on lines of their own: a table cell would cut them."""
+    for tr in report.traces:
+        for note in trace_problems(tr):
+            console.print(
+                f"[yellow]data quality:[/] {escape(str(tr.get('trace_id')))}: {escape(note)}",
+                soft_wrap=True,
+            )
 
 
 def _summary_table(report: Report) -> Table:
@@ -114,6 +129,7 @@ def render_text(report: Report, console: Console, *, per_rule: int | None = SHOW
     The first `per_rule` findings of each rule are shown in full (None: all), the rest counted:
     the JSON report has every one."""
     console.print(_traces_table(report))
+    _quality_notes(report, console)
     s = report.summary
     if s["total"] == 0:
         console.print("[bold green]No findings.[/]")

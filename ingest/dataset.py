@@ -176,6 +176,41 @@ def _remove(p: Path) -> None:
             p.unlink()
 
 
+# ---------------------------------------------------------------------------- disk full
+
+_DISK_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+# polars and DuckDB report the OS error inside their own exception's text
+_DISK_TEXT = re.compile(
+    rf"os error (?:{'|'.join(map(str, _DISK_ERRNOS))})\b"
+    "|No space left on device|File too large|Disk quota exceeded"
+)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an exception is the disk (or the file-size limit) refusing a write."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return True
+    return bool(_DISK_TEXT.search(str(exc)))
+
+
+@contextlib.contextmanager
+def disk_errors(dataset: Path) -> Iterator[None]:
+    """Turn a full disk or a file-size limit during a write into an InputError naming the dataset.
+
+    Writers put everything in scratch dirs and commit by renaming, so the dataset is still as
+    it was; the message says so.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, InputError) or not is_disk_full(exc):
+            raise
+        raise InputError(
+            f"dataset {dataset}: cannot write: file too large/disk full ({exc}); nothing was "
+            "committed, the dataset is as it was: free space (or raise the limit) and run again"
+        ) from None
+
+
 # ---------------------------------------------------------------------------- locking
 
 
@@ -187,14 +222,35 @@ def _holder_pid(lock_path: Path) -> str:
     return f"pid {text}" if text.isdigit() else "a reader"
 
 
+# Datasets this process holds the exclusive lock of: a command that must see one consistent
+# state from start to end (a report: replay, rules, quotes) holds it around stages that take it
+# themselves.
+_HELD_EXCLUSIVE: set[Path] = set()
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another pinscope: PINSCOPE_LOCK_TIMEOUT, else LOCK_TIMEOUT."""
+    try:
+        return float(os.environ.get("PINSCOPE_LOCK_TIMEOUT", LOCK_TIMEOUT))
+    except ValueError:
+        return LOCK_TIMEOUT
+
+
 @contextlib.contextmanager
-def lock(dataset: Path, *, shared: bool = False, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def lock(dataset: Path, *, shared: bool = False, timeout: float | None = None) -> Iterator[None]:
     """Hold the dataset's flock: exclusive for writers, shared for readers.
 
-    Waits up to `timeout` seconds for a conflicting holder, then raises InputError naming it.
-    The lock directory is created for writers (a new dataset) but never for readers.
+    Waits up to `timeout` seconds (default lock_timeout()) for a conflicting holder, then
+    raises InputError naming it. The lock directory is created for writers (a new dataset) but
+    never for readers. Re-entrant within a process that already holds the exclusive lock.
     """
     dataset = Path(dataset)
+    key = dataset.resolve()
+    if key in _HELD_EXCLUSIVE:
+        yield
+        return
+    if timeout is None:
+        timeout = lock_timeout()
     if not shared:
         dataset.mkdir(parents=True, exist_ok=True)
     elif not dataset.is_dir():
@@ -227,10 +283,12 @@ def lock(dataset: Path, *, shared: bool = False, timeout: float = LOCK_TIMEOUT) 
         if not shared:
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
+            _HELD_EXCLUSIVE.add(key)
         try:
             yield
         finally:
             if not shared:
+                _HELD_EXCLUSIVE.discard(key)
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -360,6 +418,8 @@ def manifest_frame(dataset: Path) -> pa.Table:
                 "events_by_kind": json.dumps(t.get("events_by_kind") or {}),
                 "time_backwards": (t.get("warnings") or {}).get("time_backwards_per_cpu"),
                 "ingested_at": t.get("ingested_at"),
+                "duplicate_lines": (t.get("warnings") or {}).get("duplicate_lines"),
+                "overlaps_same_host": (t.get("warnings") or {}).get("overlaps_same_host"),
             }
         )
     return pl.DataFrame(rows, schema=MANIFEST_VIEW_SCHEMA, orient="row").to_arrow()
@@ -384,6 +444,8 @@ MANIFEST_VIEW_SCHEMA: dict[str, pl.DataType] = {
     "events_by_kind": pl.String(),
     "time_backwards": pl.Int64(),
     "ingested_at": pl.String(),
+    "duplicate_lines": pl.Int64(),
+    "overlaps_same_host": pl.String(),  # ids of overlapping traces of the same host
 }
 
 

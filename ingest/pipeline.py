@@ -139,7 +139,7 @@ def ingest_files(
     mapping = _load_mapping(Path(mapping_file) if mapping_file else None)
 
     results: list[TraceSummary] = []
-    with ds.lock(dataset):
+    with ds.disk_errors(dataset), ds.lock(dataset):
         ds.collect_garbage(dataset)
         for p in paths:
             results.append(
@@ -232,15 +232,46 @@ def _ingest_one(
             # the new dirs move in and the manifest takes it back. A crash in between loses
             # the old copy of this one trace, never mixes old and new rows.
             man["traces"] = [t for t in man["traces"] if t["trace_id"] != tid]
+            mark_overlaps(man["traces"])
             ds.write_manifest(dataset, man)
         for table in TABLES:
             (dataset / table).mkdir(exist_ok=True)
             ds.swap_into_place(tmp / table, ds.trace_dir(dataset, table, tid))
         man["traces"].append(entry)
+        mark_overlaps(man["traces"])
         ds.write_manifest(dataset, man)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return TraceSummary(tid, path, "replaced" if replacing else "ingested", entry)
+
+
+OVERLAP_WARNING = "overlaps_same_host"
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if not a.get("host") or a.get("host") != b.get("host"):
+        return False
+    if a.get("clock") and b.get("clock") and a["clock"] != b["clock"]:
+        return False  # different clocks: the ranges cannot be compared
+    ends = (a.get("first_ts_ns"), a.get("last_ts_ns"), b.get("first_ts_ns"), b.get("last_ts_ns"))
+    if any(x is None for x in ends):
+        return False
+    return ends[0] <= ends[3] and ends[2] <= ends[1]
+
+
+def mark_overlaps(traces: list[dict[str, Any]]) -> None:
+    """Warn on traces of one host whose time ranges overlap: the same events may be in both.
+
+    Logs of one machine concatenated or collected twice would otherwise be replayed as twice
+    the activity. Recomputed on every commit, so a replaced or new trace updates the others.
+    """
+    for t in traces:  # a handful of traces per dataset
+        others = [o["trace_id"] for o in traces if o is not t and _overlap(t, o)]
+        warnings = t.setdefault("warnings", {})
+        if others:
+            warnings[OVERLAP_WARNING] = ", ".join(others)
+        else:
+            warnings.pop(OVERLAP_WARNING, None)
 
 
 # ---------------------------------------------------------------------------- one trace
@@ -257,6 +288,9 @@ class _Carry:
     )
     stack_event_line: int | None = None
     stack_next_depth: int = 0
+    # hashes of the previous chunk's event lines: duplicates are found within a window of two
+    # chunks (~1M lines), which catches re-read buffers and glued copies close together
+    prev_hashes: pl.Series = field(default_factory=lambda: pl.Series([], dtype=pl.UInt64))
 
 
 @dataclass
@@ -267,6 +301,7 @@ class _Totals:
     lost_events: int = 0
     lost_unknown: int = 0
     backwards: int = 0
+    duplicates: int = 0
     first_ts: int | None = None
     last_ts: int | None = None
 
@@ -316,6 +351,11 @@ def _write_trace(
         chunks = src.iter_line_chunks(source.stream, src.BLOCK_SIZE)
         first = next(chunks, None)
         if first is None:
+            if source.container not in ("plain", "dat"):
+                raise InputError(
+                    f"{path}: no text inside the .{source.container} data (empty, or cut off "
+                    "before its first block); expected a compressed trace"
+                )
             raise InputError(f"{path}: empty file, nothing to ingest (expected trace text)")
         head = first.lines.head(HEAD_LINES).to_list()
         if fmt is None:
@@ -369,7 +409,7 @@ def _write_trace(
         "lost_markers": tot.lines["lost"],
         "lost_markers_unknown": tot.lost_unknown,
         "events_by_kind": {k: tot.by_kind[k] for k in KINDS if tot.by_kind.get(k)},
-        "warnings": {"time_backwards_per_cpu": tot.backwards},
+        "warnings": {"time_backwards_per_cpu": tot.backwards, "duplicate_lines": tot.duplicates},
         "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -413,6 +453,8 @@ class _Mapped:
     n_other: int
     map_rejects: pl.DataFrame
     ts: pl.DataFrame
+    hashes: pl.Series  # of the event lines' text, each distinct value once
+    n_dup: int  # event lines whose text came earlier in this chunk
 
 
 def _frame_map(
@@ -447,8 +489,12 @@ def _frame_map(
     writer.write("events", events, part)
     writer.write("other_events", other, part)
     ts = ev.select("line", "ts_ns", "cpu").filter(pl.col("ts_ns").is_not_null())
+    hashes = chunk.lines.gather(ev.get_column("line") - chunk.first_line).hash(seed=0).unique()
+    n_dup = ev.height - hashes.len()
     framed = framed.filter(pl.col("cls") != "event")
-    return _Mapped(part, framed, ctx, events.select("kind"), other.height, map_rejects, ts)
+    return _Mapped(
+        part, framed, ctx, events.select("kind"), other.height, map_rejects, ts, hashes, n_dup
+    )
 
 
 def _fix_leading_stacks(
@@ -520,6 +566,21 @@ def _commit(
         tot.lines[key] += value
     _count_kinds(m.events, tot)
     _time_stats(ts, carry, tot)
+    _duplicates(m.hashes, m.n_dup, carry, tot)
+
+
+def _duplicates(hashes: pl.Series, n_dup: int, carry: _Carry, tot: _Totals) -> None:
+    """Event lines whose exact text came before (in this chunk or the previous one).
+
+    The same line twice is the same event recorded twice (a re-read buffer, logs glued
+    together): replay would count it twice, so it is a data-quality warning.
+    """
+    tot.duplicates += n_dup
+    if hashes.len() == 0:
+        return
+    if carry.prev_hashes.len():
+        tot.duplicates += int(hashes.is_in(carry.prev_hashes.implode()).sum())
+    carry.prev_hashes = hashes
 
 
 def _count_kinds(events: pl.DataFrame, tot: _Totals) -> None:

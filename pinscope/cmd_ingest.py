@@ -156,9 +156,17 @@ def print_summary(results: list[TraceSummary], console: Console) -> None:
                 + (f", {unknown} markers without a count" if unknown else "")
                 + ")"
             )
-        back = (e.get("warnings") or {}).get("time_backwards_per_cpu")
+        warnings = e.get("warnings") or {}
+        back = warnings.get("time_backwards_per_cpu")
         if back:
             notes.append(f"time goes backwards {back:,} times within a CPU")
+        if warnings.get("duplicate_lines"):
+            notes.append(f"{warnings['duplicate_lines']:,} duplicate event lines")
+        if warnings.get("overlaps_same_host"):
+            notes.append(
+                f"overlaps in time with {warnings['overlaps_same_host']} "
+                f"(same host {e.get('host')}): the same events may be in both"
+            )
         if (e.get("lines") or {}).get("rejected"):
             notes.append(
                 f"{e['lines']['rejected']:,} rejected lines: "

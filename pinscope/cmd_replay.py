@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ingest.dataset import collect_garbage, disk_errors, lock, require_dataset
 from pinscope.errors import user_errors
 from replay.run import replay_dataset
 
@@ -23,8 +24,11 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Replay every page's life: per-event state (page_events) and state spans (intervals)."""
-        with user_errors():
-            s = replay_dataset(dataset, force=force)
+        with user_errors(), disk_errors(dataset):
+            require_dataset(dataset)
+            with lock(dataset):
+                collect_garbage(dataset)  # scratch of a replay killed earlier
+                s = replay_dataset(dataset, force=force)
         out = Console(highlight=False, soft_wrap=True)
         if not s.rebuilt:
             out.print(

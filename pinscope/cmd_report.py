@@ -48,15 +48,19 @@ def report_and_exit(
     """Replay if needed, run the rules, write the report; exit 1 on --fail-on findings."""
     from analysis.report import SHOW_PER_RULE, at_or_above, write_report
     from analysis.rules import analyze_dataset
-    from ingest.dataset import require_dataset
+    from ingest.dataset import collect_garbage, disk_errors, lock, require_dataset
     from replay.run import replay_dataset
 
     console = Console(highlight=False)
     require_dataset(dataset)
-    replay_dataset(dataset)
-    findings = analyze_dataset(dataset, rules_dir=rules)
     per_rule = None if show_all else SHOW_PER_RULE
-    write_report(dataset, findings, fmt.value, out, console, per_rule=per_rule)
+    # One lock from replay to the last quote: an ingest committing in between would otherwise
+    # mix old findings with new traces. Concurrent ingests wait (or give up, naming us).
+    with disk_errors(dataset), lock(dataset):
+        collect_garbage(dataset)  # scratch of a writer killed earlier
+        replay_dataset(dataset)
+        findings = analyze_dataset(dataset, rules_dir=rules)
+        write_report(dataset, findings, fmt.value, out, console, per_rule=per_rule)
     if fail_on is not None:
         n = at_or_above(findings, fail_on.value)
         if n:
