@@ -89,15 +89,20 @@ def traces(dataset: Path) -> list[dict[str, Any]]:
 
 def write_manifest(dataset: Path, data: dict[str, Any]) -> None:
     """Replace manifest.json atomically: this is the commit point of every writer."""
-    dataset = Path(dataset)
-    tmp = dataset / f"{TMP_PREFIX}manifest-{uuid.uuid4().hex}.json"
+    write_json(Path(dataset) / MANIFEST, data)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a JSON file so that a reader sees the old one or the new one, never a torn one."""
+    path = Path(path)
+    tmp = path.parent / f"{TMP_PREFIX}{path.stem}-{uuid.uuid4().hex}.json"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=False)
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, dataset / MANIFEST)
-    _fsync_dir(dataset)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -95,9 +95,7 @@ def replay_dataset(
                 counts = _replay_trace(dataset, t, pe_dir, iv_dir, bucket_rows)
                 for k, v in counts.items():
                     totals[k] += v
-        (derived / STAMP).write_text(
-            json.dumps({"fingerprint": fingerprint(traces), **totals}, indent=1) + "\n"
-        )
+        ds.write_json(derived / STAMP, {"fingerprint": fingerprint(traces), **totals})
     return ReplaySummary(
         dataset, True, len(traces), totals["events"], totals["page_events"],
         totals["intervals"], totals["buckets"], time.perf_counter() - t0,
