@@ -18,6 +18,7 @@ import polars as pl
 
 from analysis.findings import SEVERITIES
 from analysis.plot import legend_svg, timeline_svg
+from analysis.report import trace_problems
 from analysis.timeline import PageRef, build_timeline, load_pages, ts_text
 
 # Findings beyond this many are listed without a drawn timeline (the file stays openable).
@@ -116,6 +117,11 @@ def _traces(traces: list[dict]) -> str:
             f"lost events {_e(t.get('lost_events'))}</summary>"
             f'<table class="trace-info">{rows}</table></details>'
         )
+        # Data-quality warnings stay visible: findings on a damaged trace must be read with them.
+        notes = trace_problems(t)
+        if notes:
+            items_html = "".join(f"<li>{_e(n)}</li>" for n in notes)
+            blocks.append(f'<ul class="quality">{items_html}</ul>')
     return "".join(blocks)
 
 

@@ -365,7 +365,7 @@ def test_overlapping_traces_of_one_host_warn_in_both(
     assert "overlaps_same_host" not in w["a"] and "overlaps_same_host" not in w["b"]
 
 
-@pytest.mark.parametrize("fmt", ["text", "md", "json"])
+@pytest.mark.parametrize("fmt", ["text", "md", "json", "html"])
 def test_reports_show_the_data_quality_warnings(
     seeds: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory, fmt: str
 ) -> None:
@@ -380,8 +380,15 @@ def test_reports_show_the_data_quality_warnings(
     ingest_files([a, b], d)
     (wa,) = (t["warnings"] for t in ds.traces(d) if t["trace_id"] == "a")
     assert wa["duplicate_lines"] == 2 and wa["time_backwards_per_cpu"] >= 1
-    r = CliRunner().invoke(app, ["report", str(d), "--format", fmt], terminal_width=250)
+    out = ["-o", str(tmp / "r.html")] if fmt == "html" else []
+    r = CliRunner().invoke(app, ["report", str(d), "--format", fmt, *out], terminal_width=250)
     assert r.exit_code == 0, r.output
+    if fmt == "html":
+        page = (tmp / "r.html").read_text()
+        quality = re.findall(r'<ul class="quality">(.*?)</ul>', page)
+        assert len(quality) == 2
+        assert "duplicate lines: 2" in quality[0] and "overlaps same host: b" in quality[0]
+        return
     if fmt == "json":
         traces = {t["trace_id"]: t for t in json.loads(r.output)["traces"]}
         assert traces["a"]["warnings"]["duplicate_lines"] == 2
