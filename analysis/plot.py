@@ -232,46 +232,8 @@ def timeline_svg(tl: Timeline, uid: str, width: int = 1100, title: str | None = 
         )
         half = LANE_H / 2
         # Open ends point outward: the state held beyond what the trace (or the window) shows.
-        left = (
-            s.filter(pl.col("open_at_start") | pl.col("clipped_start"))
-            .select(
-                pl.format(
-                    '<polygon class="{}" points="{},{} {},{} {},{}" fill="{}" fill-opacity="{}"/>',
-                    pl.when(pl.col("open_at_start"))
-                    .then(pl.lit("open-start"))
-                    .otherwise(pl.lit("clipped")),
-                    pl.col("_x0"),
-                    pl.col("_y"),
-                    (pl.col("_x0") - 8).round(1),
-                    pl.col("_y") + half,
-                    pl.col("_x0"),
-                    pl.col("_y") + LANE_H,
-                    pl.col("_c"),
-                    pl.when(pl.col("open_at_start")).then(pl.lit(1.0)).otherwise(pl.lit(0.35)),
-                )
-            )
-            .to_series()
-        )
-        right = (
-            s.filter(pl.col("open_at_end") | pl.col("clipped_end"))
-            .select(
-                pl.format(
-                    '<polygon class="{}" points="{},{} {},{} {},{}" fill="{}" fill-opacity="{}"/>',
-                    pl.when(pl.col("open_at_end"))
-                    .then(pl.lit("open-end"))
-                    .otherwise(pl.lit("clipped")),
-                    pl.col("_x1"),
-                    pl.col("_y"),
-                    (pl.col("_x1") + 8).round(1),
-                    pl.col("_y") + half,
-                    pl.col("_x1"),
-                    pl.col("_y") + LANE_H,
-                    pl.col("_c"),
-                    pl.when(pl.col("open_at_end")).then(pl.lit(1.0)).otherwise(pl.lit(0.35)),
-                )
-            )
-            .to_series()
-        )
+        left = _open_ends(s, "start", "_x0", -8, half)
+        right = _open_ends(s, "end", "_x1", 8, half)
         for series in (bars, hatch, left, right):
             parts.extend(series.to_list())
 
@@ -477,3 +439,26 @@ def write_plot(tl: Timeline, out: Path, title: str) -> None:
             screenshot(page, out, 1140, timeline_height() + 150)
     else:
         raise InputError(f"{out}: --plot expects a .svg, .html or .png file name")
+
+
+def _open_ends(s: pl.DataFrame, side: str, x: str, dx: int, half: float) -> pl.Series:
+    """Chevrons at one side of the spans held (or clipped) beyond what is drawn."""
+    held = pl.col(f"open_at_{side}")
+    return (
+        s.filter(held | pl.col(f"clipped_{side}"))
+        .select(
+            pl.format(
+                '<polygon class="{}" points="{},{} {},{} {},{}" fill="{}" fill-opacity="{}"/>',
+                pl.when(held).then(pl.lit(f"open-{side}")).otherwise(pl.lit("clipped")),
+                pl.col(x),
+                pl.col("_y"),
+                (pl.col(x) + dx).round(1),
+                pl.col("_y") + half,
+                pl.col(x),
+                pl.col("_y") + LANE_H,
+                pl.col("_c"),
+                pl.when(held).then(pl.lit(1.0)).otherwise(pl.lit(0.35)),
+            )
+        )
+        .to_series()
+    )
