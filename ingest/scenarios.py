@@ -62,11 +62,29 @@ class File:
     minor: int = 1
 
 
+Span = tuple[int, int | None]  # (start ts_ns, end ts_ns or None: open at the trace's end)
+
+
 @dataclass(frozen=True)
 class Expect:
+    """A finding a correct analysis must produce, with the times that decide `uncertain`.
+
+    docs/rules.md: a finding is uncertain when a lost-events gap overlaps its own span (`span`,
+    ends excluded), or when one of the page's pin intervals that start at the finding's start is
+    (`pins`, ends included: docs/replay.md). `uncertain` states what the author expects; the
+    simulator computes the flag it writes from the times (ingest/simulate.py) and the tests check
+    that both agree."""
+
     rule: str
     pfn: int
     uncertain: bool = False
+    span: Span = (0, 0)
+    pins: tuple[Span, ...] = ()
+
+
+def on_span(rule: str, pfn: int, start: int, end: int | None, uncertain: bool = False) -> Expect:
+    """A finding about a pin span itself: its span and its interval are the pin's."""
+    return Expect(rule, pfn, uncertain, (start, end), ((start, end),))
 
 
 # System tasks that hold no pins: the background of every trace.
@@ -97,37 +115,40 @@ class Story:
     t_us: int = 4_312_000_000
     noise_pfn: int = 0x7F000
     rows: list[dict] = field(default_factory=list)
+    quiet: bool = True  # long quiet stretches; mixed packs its stories closer (False)
 
     def tick(self, us: int | None = None) -> None:
         self.t_us += us if us is not None else 20 + int(self.rng.randrange(180))
 
-    def add(self, ev: str, task: Task, dt: int | None = None, **kw: object) -> None:
+    def add(self, ev: str, task: Task, dt: int | None = None, **kw: object) -> int:
+        """Append a record; its timestamp (ns) is what an expected finding's span is made of."""
         self.tick(dt)
         row = {"ev": ev, "ts_ns": self.t_us * 1000, "cpu": task.cpu, "pid": task.pid}
         row.update(tgid=task.tgid, comm=task.comm, order=0, **kw)
         self.rows.append(row)
+        return self.t_us * 1000
 
     # page events
-    def pin(self, t: Task, pfn: int, bits: int, caller: str, refs: int = 1, **kw: object) -> None:
-        self.add("pin", t, pfn=pfn, bits=bits | P, caller=caller, refs=refs, **kw)
+    def pin(self, t: Task, pfn: int, bits: int, caller: str, refs: int = 1, **kw: object) -> int:
+        return self.add("pin", t, pfn=pfn, bits=bits | P, caller=caller, refs=refs, **kw)
 
-    def unpin(self, t: Task, pfn: int, caller: str, refs: int = 1, **kw: object) -> None:
-        self.add("unpin", t, pfn=pfn, bits=0, caller=caller, refs=refs, **kw)
+    def unpin(self, t: Task, pfn: int, caller: str, refs: int = 1, **kw: object) -> int:
+        return self.add("unpin", t, pfn=pfn, bits=0, caller=caller, refs=refs, **kw)
 
-    def get(self, t: Task, pfn: int, bits: int, caller: str) -> None:
-        self.add("get", t, pfn=pfn, bits=bits | G, caller=caller, refs=1)
+    def get(self, t: Task, pfn: int, bits: int, caller: str) -> int:
+        return self.add("get", t, pfn=pfn, bits=bits | G, caller=caller, refs=1)
 
-    def page(self, ev: str, t: Task, pfn: int, caller: str | None = None, **kw: object) -> None:
-        self.add(ev, t, pfn=pfn, caller=caller, **kw)
+    def page(self, ev: str, t: Task, pfn: int, caller: str | None = None, **kw: object) -> int:
+        return self.add(ev, t, pfn=pfn, caller=caller, **kw)
 
-    def cache(self, ev: str, t: Task, pfn: int, f: File, index: int) -> None:
+    def cache(self, ev: str, t: Task, pfn: int, f: File, index: int) -> int:
         fk = {"dev_major": f.major, "dev_minor": f.minor, "ino": f.ino, "index": index}
-        self.add(ev, t, pfn=pfn, **fk)
+        return self.add(ev, t, pfn=pfn, **fk)
 
-    def dirty_tp(self, t: Task, pfn: int, f: File, index: int) -> None:
+    def dirty_tp(self, t: Task, pfn: int, f: File, index: int) -> int:
         """writeback_dirty_folio: the text shows (ino, index); pfn is kept for bpftrace."""
         fk = {"dev_major": f.major, "dev_minor": 0, "ino": f.ino, "index": index}
-        self.add("dirty_tp", t, pfn=pfn, caller="folio_mark_dirty", **fk)
+        return self.add("dirty_tp", t, pfn=pfn, caller="folio_mark_dirty", **fk)
 
     def fork(self, t: Task, child: Task) -> None:
         self.add("fork", t, arg_pid=child.pid, arg_comm=child.comm)
@@ -228,14 +249,14 @@ def rdma_writeback(s: Story, base: int) -> list[Expect]:
     app, f, p = _t("ib_write_bw", 4101, 1), File(1835021), base
     _buffered_page(s, app, p, f, 0)
     s.noise(3)
-    s.pin(app, p, W, IB, stack=True)
+    pin = s.pin(app, p, W, IB, stack=True)
     s.noise(4)
     s.writeback(KWORKER, p)
     s.noise(3)
     s.page("dirty", app, p, "ib_umem_release")
-    s.unpin(app, p, "ib_umem_release")
+    unpin = s.unpin(app, p, "ib_umem_release")
     s.noise(2)
-    return [Expect("PIN_SPANS_WRITEBACK", p)]
+    return [on_span("PIN_SPANS_WRITEBACK", p, pin, unpin)]
 
 
 @scenario(
@@ -266,16 +287,19 @@ def rdma_buffers_freed(s: Story, base: int) -> list[Expect]:
     buffer heads, and set_page_dirty_lock at MR release leaves a dirty page without buffers."""
     app, f, p = _t("ib_write_bw", 4121, 2), File(1835031), base
     _buffered_page(s, app, p, f, 7)
-    s.pin(app, p, W, IB)
+    pin = s.pin(app, p, W, IB)
     s.noise(3)
     s.writeback(KWORKER, p)
     s.noise(2)
     s.page("free_buffers", KSWAPD, p, "shrink_folio_list")
     s.noise(2)
-    s.page("dirty", app, p, "ib_umem_release", stack=True)
-    s.unpin(app, p, "ib_umem_release")
+    dirty = s.page("dirty", app, p, "ib_umem_release", stack=True)
+    unpin = s.unpin(app, p, "ib_umem_release")
     s.noise(2)
-    return [Expect("PIN_SPANS_WRITEBACK", p), Expect("DIRTY_WITHOUT_BUFFERS", p)]
+    return [
+        on_span("PIN_SPANS_WRITEBACK", p, pin, unpin),
+        Expect("DIRTY_WITHOUT_BUFFERS", p, span=(pin, dirty), pins=((pin, unpin),)),
+    ]
 
 
 @scenario(
@@ -304,14 +328,14 @@ def odirect_truncate(s: Story, base: int) -> list[Expect]:
     fio, tr, f, p = _t("fio", 5101, 1), _t("truncate", 5102, 2), File(2621473), base
     _buffered_page(s, fio, p, f, 3)
     s.writeback(KWORKER, p)
-    s.pin(fio, p, 0, EXTRACT)
+    pin = s.pin(fio, p, 0, EXTRACT)
     s.noise(3)
     s.page("truncate", tr, p, "truncate_inode_pages_range")
     s.cache("cache_del", tr, p, f, 3)
     s.noise(2)
-    s.unpin(fio, p, "bio_release_pages")
+    unpin = s.unpin(fio, p, "bio_release_pages")
     s.page("free", fio, p)
-    return [Expect("PIN_SPANS_TRUNCATE", p)]
+    return [on_span("PIN_SPANS_TRUNCATE", p, pin, unpin)]
 
 
 @scenario(
@@ -343,14 +367,17 @@ def dirty_after_truncate(s: Story, base: int) -> list[Expect]:
     pg, tr, f, p = _t("postgres", 5201, 3), _t("truncate", 5202, 0), File(2621481), base
     _buffered_page(s, pg, p, f, 12)
     s.writeback(KWORKER, p)
-    s.pin(pg, p, W, DIO)
+    pin = s.pin(pg, p, W, DIO)
     s.noise(2)
     s.page("truncate", tr, p, "truncate_inode_pages_range")
-    s.cache("cache_del", tr, p, f, 12)
+    cut = s.cache("cache_del", tr, p, f, 12)  # the latest cut before the dirty starts its span
     s.noise(2)
-    s.page("dirty", pg, p, "bio_set_pages_dirty", stack=True)
-    s.unpin(pg, p, "bio_release_pages")
-    return [Expect("PIN_SPANS_TRUNCATE", p), Expect("DIRTY_AFTER_TRUNCATE", p)]
+    dirty = s.page("dirty", pg, p, "bio_set_pages_dirty", stack=True)
+    unpin = s.unpin(pg, p, "bio_release_pages")
+    return [
+        on_span("PIN_SPANS_TRUNCATE", p, pin, unpin),
+        Expect("DIRTY_AFTER_TRUNCATE", p, span=(cut, dirty)),
+    ]
 
 
 @scenario(
@@ -382,11 +409,11 @@ def unpin_without_dirty(s: Story, base: int) -> list[Expect]:
     app, f, p = _t("qemu-system-x86", 5401, 1, 5400), File(3145761), base
     _buffered_page(s, app, p, f, 5)
     s.writeback(KWORKER, p)
-    s.pin(app, p, W, VFIO)
+    pin = s.pin(app, p, W, VFIO)
     s.noise(4)
-    s.unpin(app, p, "vfio_unpin_pages_remote")
+    unpin = s.unpin(app, p, "vfio_unpin_pages_remote")
     s.noise(2)
-    return [Expect("UNPIN_WITHOUT_DIRTY", p)]
+    return [on_span("UNPIN_WITHOUT_DIRTY", p, pin, unpin)]
 
 
 @scenario("dirty-after-unpin", "hazard: a driver dirties an anonymous page after it unpinned it")
@@ -396,10 +423,10 @@ def dirty_after_unpin(s: Story, base: int) -> list[Expect]:
     s.page("alloc", app, p)
     s.pin(app, p, W, VFIO)
     s.noise(3)
-    s.unpin(app, p, "vfio_unpin_pages_remote")
-    s.page("dirty", app, p, "vfio_unpin_pages_remote", stack=True)
+    unpin = s.unpin(app, p, "vfio_unpin_pages_remote")
+    dirty = s.page("dirty", app, p, "vfio_unpin_pages_remote", stack=True)
     s.noise(2)
-    return [Expect("DIRTY_AFTER_UNPIN", p)]
+    return [Expect("DIRTY_AFTER_UNPIN", p, span=(unpin, dirty))]
 
 
 @scenario(
@@ -410,14 +437,14 @@ def fork_while_pinned(s: Story, base: int) -> list[Expect]:
     the old page, the process the new one."""
     app, child, p = _t("qemu-system-x86", 5601, 0, 5600), _t("qemu-system-x86", 5602, 3), base
     s.page("alloc", app, p)
-    s.pin(app, p, W, VFIO)
+    pin = s.pin(app, p, W, VFIO)
     s.noise(2)
     s.fork(app, child)
     s.noise(2)
-    s.page("replace", app, p, "wp_page_copy", new_pfn=p + 1)
+    replace = s.page("replace", app, p, "wp_page_copy", new_pfn=p + 1)
     s.noise(2)
-    s.unpin(app, p, "vfio_unpin_pages_remote")
-    return [Expect("FORK_WHILE_PINNED", p)]
+    unpin = s.unpin(app, p, "vfio_unpin_pages_remote")
+    return [Expect("FORK_WHILE_PINNED", p, span=(pin, replace), pins=((pin, unpin),))]
 
 
 @scenario(
@@ -444,12 +471,12 @@ def migrate_while_pinned(s: Story, base: int) -> list[Expect]:
     """Migration (or KSM, or page forking) replaces a pinned page: pin and page tables diverge."""
     app, p = _t("qemu-system-x86", 5701, 1, 5700), base
     s.page("alloc", app, p)
-    s.pin(app, p, W, VFIO)
+    pin = s.pin(app, p, W, VFIO)
     s.noise(3)
-    s.page("replace", KCOMPACTD, p, "migrate_folio", new_pfn=p + 1)
+    replace = s.page("replace", KCOMPACTD, p, "migrate_folio", new_pfn=p + 1)
     s.noise(2)
-    s.unpin(app, p, "vfio_unpin_pages_remote")
-    return [Expect("PAGE_REPLACED_WHILE_PINNED", p)]
+    unpin = s.unpin(app, p, "vfio_unpin_pages_remote")
+    return [Expect("PAGE_REPLACED_WHILE_PINNED", p, span=(pin, replace), pins=((pin, unpin),))]
 
 
 @scenario(
@@ -462,11 +489,11 @@ def longterm_file_pin(s: Story, base: int) -> list[Expect]:
     pg, f, p = _t("postgres", 5801, 2), File(3670049), base
     _buffered_page(s, pg, p, f, 0)
     s.writeback(KWORKER, p)
-    s.pin(pg, p, W | L, IOU)
+    pin = s.pin(pg, p, W | L, IOU)
     s.noise(4)
     s.page("dirty", pg, p, "io_buffer_unmap")
-    s.unpin(pg, p, "io_buffer_unmap")
-    return [Expect("LONGTERM_PIN_FILE_BACKED", p)]
+    unpin = s.unpin(pg, p, "io_buffer_unmap")
+    return [on_span("LONGTERM_PIN_FILE_BACKED", p, pin, unpin)]
 
 
 @scenario(
@@ -477,11 +504,12 @@ def free_while_pinned(s: Story, base: int) -> list[Expect]:
     """The page goes back to the allocator while the device still holds a pin on it."""
     app, p = _t("ib_write_bw", 5901, 3), base
     s.page("alloc", app, p)
-    s.pin(app, p, W, IB)
+    pin = s.pin(app, p, W, IB)
     s.noise(3)
-    s.page("free", app, p)
+    free = s.page("free", app, p)
     s.noise(2)
-    return [Expect("PAGE_FREED_WHILE_PINNED", p)]
+    # a free does not close the pin span: it stays open to the trace's end (docs/replay.md)
+    return [Expect("PAGE_FREED_WHILE_PINNED", p, span=(pin, free), pins=((pin, None),))]
 
 
 @scenario(
@@ -492,11 +520,11 @@ def release_mismatch(s: Story, base: int) -> list[Expect]:
     """A half-converted driver: it takes FOLL_GET references and drops them as pins."""
     app, p = _t("fio", 6001, 0), base
     s.page("alloc", app, p)
-    s.get(app, p, 0, "process_vm_rw_core")
+    get = s.get(app, p, 0, "process_vm_rw_core")
     s.noise(2)
-    s.unpin(app, p, "process_vm_rw_core", stack=True)
+    unpin = s.unpin(app, p, "process_vm_rw_core", stack=True)
     s.noise(2)
-    return [Expect("RELEASE_MISMATCH", p)]
+    return [Expect("RELEASE_MISMATCH", p, span=(get, unpin))]  # a read-only get: no pin span
 
 
 @scenario(
@@ -507,13 +535,13 @@ def pin_leak(s: Story, base: int) -> list[Expect]:
     app, p = _t("ib_write_bw", 6101, 1), base
     s.page("alloc", app, p)
     s.page("alloc", app, p + 1)
-    s.pin(app, p, W, IB)
+    pin = s.pin(app, p, W, IB)
     s.pin(app, p + 1, W, IB)
     s.noise(2)
     s.page("dirty", app, p + 1, "ib_umem_release")
     s.unpin(app, p + 1, "ib_umem_release")
     s.noise(2)
-    return [Expect("PIN_LEAK", p)]
+    return [on_span("PIN_LEAK", p, pin, None)]
 
 
 @scenario(
@@ -545,26 +573,27 @@ def lost_events(s: Story, base: int) -> list[Expect]:
     a, b = base, base + 1
     _buffered_page(s, app, a, f, 0)
     s.writeback(KWORKER, a)
-    s.pin(app, a, W, IB)
-    s.unpin(app, a, "ib_umem_release")
+    pin_a = s.pin(app, a, W, IB)
+    unpin_a = s.unpin(app, a, "ib_umem_release")
     s.noise(4)
-    s.tick(200_000)
+    s.tick(200_000 if s.quiet else 5_000)
     _buffered_page(s, app, b, f, 1)
-    s.pin(app, b, W, IB)
+    pin_b = s.pin(app, b, W, IB)
     s.journal()
     s.lost(1, 187)
     s.journal()
     s.writeback(KWORKER, b)
     s.page("dirty", app, b, "ib_umem_release")
-    s.unpin(app, b, "ib_umem_release")
+    unpin_b = s.unpin(app, b, "ib_umem_release")
     s.noise(2)
-    return [Expect("UNPIN_WITHOUT_DIRTY", a), Expect("PIN_SPANS_WRITEBACK", b, True)]
+    return [
+        on_span("UNPIN_WITHOUT_DIRTY", a, pin_a, unpin_a),
+        on_span("PIN_SPANS_WRITEBACK", b, pin_b, unpin_b, uncertain=True),
+    ]
 
 
 MIXED = "mixed"
-MIXED_SUMMARY = (
-    "all scenarios but lost-events, interleaved many times with background traffic (--events N)"
-)
+MIXED_SUMMARY = "all scenarios, interleaved many times with background traffic (--events N)"
 # One instance's pages, pids and inodes stay below these spans; mixed offsets by multiples.
 PFN_SPAN = 0x100
 PID_SPAN = 32
@@ -575,7 +604,7 @@ def build(
 ) -> tuple[pl.DataFrame, list[Expect]]:
     """One scenario instance: its records (time-ordered) and expected findings."""
     sc = SCENARIOS[name]
-    story = Story(random.Random(seed), noise_pfn=base_pfn + 0x80)
+    story = Story(random.Random(seed), noise_pfn=base_pfn + 0x80, quiet=quiet_tail)
     if noise:
         story.noise(6)
     expected = sc.build(story, base_pfn)

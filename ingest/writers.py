@@ -3,13 +3,19 @@
 The simulator and round-trip tests need traces in every format, spelled exactly as the kernel,
 trace-cmd, perf and the shipped bpftrace script spell them (KERNEL.md "Text layouts",
 "Tracepoint formats"; the captures in tests/golden/real/). Rendering is vectorized: a loop over
-the handful of record types, polars string formatting over the rows of each.
+the handful of record types, polars string formatting over the rows of each. A line is a list of
+parts, static (rendered once per record by `Renderer.compile`) or dynamic (`D`: the values that
+`mixed`'s copies shift, rendered per written line by `Compiled.lines`).
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest.errors import PinscopeError
 from ingest.schema import PROBE_KINDS, foll_flags_for
@@ -88,29 +94,21 @@ def raw_flags(bits: pl.Expr, kernel: str) -> pl.Expr:
 
 
 def hex_series(values: pl.Series, strip: bool = True) -> pl.Series:
-    """Lower-case hex of unsigned integers, vectorized (no zero padding when strip)."""
-    x = pl.col("x")
-    swapped = (
-        pl.DataFrame({"x": values.cast(pl.UInt64).fill_null(0)})
-        .select(
-            pl.sum_horizontal(
-                [
-                    ((x // (256**i)) % 256) * pl.lit(256 ** (7 - i), dtype=pl.UInt64)
-                    for i in range(8)
-                ]
-            ).cast(pl.UInt64)
-        )
-        .to_series()
-    )
-    arr = swapped.to_arrow()
+    """Lower-case hex of unsigned integers, vectorized (no zero padding when strip).
+
+    The little-endian bytes of each value, reversed by Arrow, are its big-endian bytes: their
+    hex encoding is the 16-digit hex of the value."""
+    arr = values.cast(pl.UInt64).fill_null(0).rechunk().to_arrow()
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     fixed = pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(8), len(arr), [None, arr.buffers()[1]], offset=arr.offset
     )
-    out = pl.from_arrow(fixed).cast(pl.Binary).bin.encode("hex")
+    if sys.byteorder == "little":
+        fixed = pc.binary_reverse(fixed.cast(pa.binary()))
+    out = pl.Series(values.name, fixed, dtype=pl.Binary).bin.encode("hex")
     if strip:
-        out = out.str.strip_chars_start("0").replace("", "0")
+        out = out.str.strip_chars_start("0").str.zfill(1)
     return out.alias(values.name)
 
 
@@ -123,106 +121,134 @@ def _s(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.String)
 
 
-def _kernel_text(part: pl.DataFrame, ev: str, kernel: str) -> pl.DataFrame:
-    """name and body of one record type, as the kernel (kprobe events, tracepoints) prints it."""
+class D(str):
+    """A dynamic field of a line: one that `mixed`'s copies shift (ingest/simulate.py).
+
+    A line is a list of parts: polars expressions over columns no copy changes (static: evaluated
+    once per template row) and dynamic fields (evaluated per written line)."""
+
+
+# Columns a copy of a round shifts; everything else in a record is the same in every copy.
+DYNAMIC_COLUMNS = ("ts_ns", "pid", "tgid", "arg_pid", "pfn", "new_pfn", "ino")
+# Dynamic fields rendered through hex_series (a Series function, not an expression).
+_HEX_FIELDS = {
+    "ptr": lambda r: hex_series(_ptr(r["pfn"]), strip=False),
+    "new_ptr": lambda r: hex_series(_ptr(r["new_pfn"]), strip=False),
+    "pfn_hex": lambda r: hex_series(r["pfn"]),
+    "ino_hex": lambda r: hex_series(r["ino"]),
+    "phash": lambda r: _phash(r),
+}
+Part = pl.Expr | D
+
+
+def _dynamic(name: str, t0_ns: int) -> pl.Expr:
+    ts = pl.col("ts_ns")
+    if name in _HEX_FIELDS:
+        return pl.col(f"_{name}")
+    if name == "ts":  # secs.usecs
+        secs = (ts // 1_000_000_000).cast(pl.String).str.pad_start(5)
+        usecs = ((ts % 1_000_000_000) // 1000).cast(pl.String).str.zfill(6)
+        return pl.concat_str([secs, pl.lit("."), usecs])
+    if name == "rel":  # latency format: microseconds since the trace's first event
+        return ((ts - t0_ns) // 1000).cast(pl.String).str.pad_start(4)
+    pads = {
+        "pid7": _s("pid").str.pad_end(7),
+        "pid5": _s("pid").str.pad_end(5),
+        "pid5r": _s("pid").str.pad_start(5),
+        "tgid7": _s("tgid").str.pad_start(7),
+        "mark": pl.col("_mark"),
+        "smark": pl.col("_smark"),
+    }
+    return pads[name] if name in pads else _s(name)
+
+
+def _kernel_text(part: pl.DataFrame, ev: str, kernel: str) -> tuple[str | None, list[Part]]:
+    """Event name and body parts of one record type, as the kernel prints it (kprobe events,
+    tracepoints)."""
     ver = kernel_version(kernel)
-    n = part.height
     if ev in KPROBE_EVS:
         sym = probe_symbols(kernel)[ev]
-        ptr = hex_series(_ptr(part["pfn"]), strip=False)
-        cols = [
+        parts: list[Part] = [
             pl.lit(f"({sym}+0x0/0x80) page=0x"),
-            pl.lit(ptr),
+            D("ptr"),
             pl.lit(f" vmemmap=0x{VMEMMAP_HEX}"),
         ]
         if ev in ("pin", "unpin", "get", "put"):
             flags = hex_series(part.select(raw_flags(pl.col("bits"), kernel)).to_series())
-            cols += [pl.lit(" refs="), _s("refs"), pl.lit(" flags=0x"), pl.lit(flags)]
-        cols += [pl.lit(" order="), _s("order")]
+            parts += [pl.lit(" refs="), _s("refs"), pl.lit(" flags=0x"), pl.lit(flags)]
+        parts += [pl.lit(" order="), _s("order")]
         if ev == "replace":
-            newp = hex_series(_ptr(part["new_pfn"]), strip=False)
-            cols += [pl.lit(" new_page=0x"), pl.lit(newp)]
+            parts += [pl.lit(" new_page=0x"), D("new_ptr")]
         caller = pl.when(pl.col("caller").is_not_null()).then(pl.lit(" caller=") + pl.col("caller"))
-        cols.append(caller.otherwise(pl.lit("")))
-        return part.select(name=pl.lit(f"pinscope_{ev}"), body=pl.concat_str(cols))
+        parts.append(caller.otherwise(pl.lit("")))
+        return f"pinscope_{ev}", parts
     if ev == "dirty_tp":
         name = "writeback_dirty_folio" if ver >= (5, 16) else "writeback_dirty_page"
-        body = pl.format("bdi {}:{}: ino={} index={}", "dev_major", "dev_minor", "ino", "index")
-        return part.select(name=pl.lit(name), body=body)
+        head = pl.format("bdi {}:{}: ino=", "dev_major", "dev_minor")
+        return name, [head, D("ino"), pl.lit(" index="), _s("index")]
     if ev in ("cache_add", "cache_del"):
         name = (
             "mm_filemap_add_to_page_cache"
             if ev == "cache_add"
             else "mm_filemap_delete_from_page_cache"
         )
-        ino = pl.lit(hex_series(part["ino"]))
-        pfnx = pl.lit(hex_series(part["pfn"]))
-        head = pl.format("dev {}:{} ino {} ", "dev_major", "dev_minor", ino)
+        parts = [pl.format("dev {}:{} ino ", "dev_major", "dev_minor"), D("ino_hex"), pl.lit(" ")]
         ofs = (pl.col("index") * 4096).cast(pl.String)
         if ver >= (5, 16):
-            body = pl.concat_str(
-                [head, pl.lit("pfn=0x"), pfnx, pl.lit(" ofs="), ofs, pl.lit(" order="), _s("order")]
-            )
-        else:
-            phash = pl.lit(_phash(part))
-            pfn = pl.lit("0x") + pfnx if ver >= (5, 14) else _s("pfn")
-            body = pl.concat_str(
-                [head, pl.lit("page="), phash, pl.lit(" pfn="), pfn, pl.lit(" ofs="), ofs]
-            )
-        return part.select(name=pl.lit(name), body=body)
-    if ev in ("alloc", "free"):
-        pfn = pl.lit("0x") + pl.lit(hex_series(part["pfn"])) if ver >= (5, 14) else _s("pfn")
-        cols = [
+            parts += [pl.lit("pfn=0x"), D("pfn_hex"), pl.lit(" ofs="), ofs]
+            return name, [*parts, pl.lit(" order="), _s("order")]
+        pfn: list[Part] = [pl.lit("0x"), D("pfn_hex")] if ver >= (5, 14) else [D("pfn")]
+        return name, [
+            *parts,
             pl.lit("page="),
-            pl.lit(_phash(part)),
+            D("phash"),
             pl.lit(" pfn="),
-            pfn,
-            pl.lit(" order="),
-            _s("order"),
+            *pfn,
+            pl.lit(" ofs="),
+            ofs,
         ]
+    if ev in ("alloc", "free"):
+        pfn = [pl.lit("0x"), D("pfn_hex")] if ver >= (5, 14) else [D("pfn")]
+        parts = [pl.lit("page="), D("phash"), pl.lit(" pfn="), *pfn, pl.lit(" order="), _s("order")]
         if ev == "alloc":
-            cols.append(pl.lit(" migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO"))
-        name = "mm_page_alloc" if ev == "alloc" else "mm_page_free"
-        return part.select(name=pl.lit(name), body=pl.concat_str(cols))
+            parts.append(pl.lit(" migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO"))
+        return ("mm_page_alloc" if ev == "alloc" else "mm_page_free"), parts
     if ev == "fork":
-        body = pl.format(
-            "comm={} pid={} child_comm={} child_pid={}", "comm", "pid", "arg_comm", "arg_pid"
-        )
-        return part.select(name=pl.lit("sched_process_fork"), body=body)
+        return "sched_process_fork", [
+            pl.format("comm={} pid=", "comm"),
+            D("pid"),
+            pl.format(" child_comm={} child_pid=", "arg_comm"),
+            D("arg_pid"),
+        ]
     if ev == "ref":
-        pfnx = pl.lit(hex_series(part["pfn"]))
-        body = pl.concat_str(
-            [
-                pl.lit("pfn=0x"),
-                pfnx,
-                pl.format(" flags=uptodate|lru count={} mapcount=1 mapping=", "count"),
-                pl.lit("0000000000000000 mt=1 val="),
-                _s("refs"),
-            ]
-        )
-        return part.select(name=pl.lit("page_ref_mod"), body=body)
+        return "page_ref_mod", [
+            pl.lit("pfn=0x"),
+            D("pfn_hex"),
+            pl.format(" flags=uptodate|lru count={} mapcount=1 mapping=", "count"),
+            pl.lit("0000000000000000 mt=1 val="),
+            _s("refs"),
+        ]
     if ev == "switch":
+        # pid 0 (the idle task) is a system task: no copy of a round renumbers it
         state = pl.when(pl.col("pid") == 0).then(pl.lit("R")).otherwise(pl.lit("S"))
-        body = pl.format(
-            "prev_comm={} prev_pid={} prev_prio=120 prev_state={} ==> next_comm={} next_pid={} "
-            "next_prio=120",
-            "comm",
-            "pid",
-            state,
-            "arg_comm",
-            "arg_pid",
-        )
-        return part.select(name=pl.lit("sched_switch"), body=body)
+        return "sched_switch", [
+            pl.lit("prev_comm="),
+            pl.col("comm"),
+            pl.lit(" prev_pid="),
+            D("pid"),
+            pl.format(" prev_prio=120 prev_state={} ==> next_comm={} next_pid=", state, "arg_comm"),
+            D("arg_pid"),
+            pl.lit(" next_prio=120"),
+        ]
     if ev == "wakeup":
-        body = pl.format(
-            "comm={} pid={} prio=120 target_cpu={}", "arg_comm", "arg_pid", _s("cpu").str.zfill(3)
-        )
-        return part.select(name=pl.lit("sched_wakeup"), body=body)
+        return "sched_wakeup", [
+            pl.format("comm={} pid=", "arg_comm"),
+            D("arg_pid"),
+            pl.format(" prio=120 target_cpu={}", _s("cpu").str.zfill(3)),
+        ]
     if ev == "func":
-        return part.select(
-            name=pl.lit(None, pl.String), body=pl.format("{} <-{}", "caller", "arg_comm")
-        )
-    raise AssertionError(f"no kernel text for {ev} ({n} rows)")
+        return None, [pl.format("{} <-{}", "caller", "arg_comm")]
+    raise AssertionError(f"no kernel text for {ev} ({part.height} rows)")
 
 
 def _phash(part: pl.DataFrame) -> pl.Series:
@@ -231,35 +257,35 @@ def _phash(part: pl.DataFrame) -> pl.Series:
     return hex_series(h, strip=False)
 
 
-def _bpf_text(part: pl.DataFrame, ev: str) -> pl.DataFrame:
-    """The shipped bpftrace script's printf line after `<ts> <cpu> <pid> <tgid> `."""
+def _bpf_text(part: pl.DataFrame, ev: str, kernel: str) -> list[Part]:
+    """The shipped bpftrace script's printf text after `<ts> <cpu> <pid> <tgid> `."""
     kind = "dirty" if ev == "dirty_tp" else ev
-    cols: list[pl.Expr] = [pl.lit(f"pinscope_{kind}: ")]
+    parts: list[Part] = [pl.lit(f"pinscope_{kind}: ")]
     if ev == "fork":
-        cols += [pl.format("child_pid={} child_comm={}", "arg_pid", "arg_comm")]
+        parts += [pl.lit("child_pid="), D("arg_pid"), pl.lit(" child_comm="), pl.col("arg_comm")]
     else:
-        cols += [pl.lit("pfn="), _s("pfn")]
+        parts += [pl.lit("pfn="), D("pfn")]
         if ev in ("pin", "unpin", "get", "put"):
-            cols += [pl.lit(" refs="), _s("refs"), pl.lit(" flags=0x"), pl.lit(part["flags_hex"])]
+            flags = hex_series(part.select(raw_flags(pl.col("bits"), kernel)).to_series())
+            parts += [pl.lit(" refs="), _s("refs"), pl.lit(" flags=0x"), pl.lit(flags)]
         if ev in ("cache_add", "cache_del"):
             dev = (pl.col("dev_major").cast(pl.Int64) * (1 << 20) + pl.col("dev_minor")).cast(
                 pl.String
             )
-            cols += [
+            parts += [
                 pl.lit(" ino="),
-                _s("ino"),
+                D("ino"),
                 pl.lit(" index="),
                 _s("index"),
                 pl.lit(" dev="),
                 dev,
             ]
         if ev == "replace":
-            cols += [pl.lit(" new_pfn="), _s("new_pfn")]
-        cols += [pl.lit(" order="), _s("order")]
+            parts += [pl.lit(" new_pfn="), D("new_pfn")]
+        parts += [pl.lit(" order="), _s("order")]
         caller = pl.when(pl.col("caller").is_not_null()).then(pl.lit(" caller=") + pl.col("caller"))
-        cols.append(caller.otherwise(pl.lit("")))
-    cols += [pl.lit(" comm="), pl.col("comm")]
-    return part.select(text=pl.concat_str(cols))
+        parts.append(caller.otherwise(pl.lit("")))
+    return [*parts, pl.lit(" comm="), pl.col("comm")]
 
 
 STACKS: dict[str, tuple[str, ...]] = {
@@ -281,6 +307,56 @@ def _frames(ev: str, caller: str | None) -> list[str]:
     if caller:
         frames.append(caller)
     return [*frames, "do_syscall_64", "entry_SYSCALL_64_after_hwframe"]
+
+
+@dataclass
+class _Group:
+    """The rows of one record type (and stack flag): their static text, rendered once."""
+
+    static: pl.DataFrame  # columns _s0, _s1, … one row per template row of the group
+    parts: list[int | D]  # line = concatenation of static column i / dynamic field
+
+
+@dataclass
+class Compiled:
+    """A template's lines with everything static rendered: `lines` fills in the dynamic fields.
+
+    `records` are the template rows this format writes (bpftrace has no scheduler or function
+    lines, perf no function lines), with `_g` (group) and `_li` (row within the group), `_lost`
+    (a lost-events marker: no timestamp of its own) and `_stack`; a copy of them with shifted
+    DYNAMIC_COLUMNS, in any order, is what `lines` renders."""
+
+    records: pl.DataFrame
+    groups: list[_Group]
+    renderer: Renderer
+
+    def lines(self, rows: pl.DataFrame) -> pl.Series:
+        """One string per row, in the rows' order (stacks and call chains ride along with
+        embedded newlines)."""
+        if rows.height == 0:
+            return pl.Series("line", [], pl.String)
+        r = self.renderer
+        rows = rows.with_row_index("_pos")
+        if r.fmt == "ftrace-latency":
+            ts = pl.col("ts_ns")
+            next_stack = pl.when(pl.col("_stack")).then(ts).shift(-1).backward_fill()
+            rows = rows.with_columns(
+                _latency_mark(ts.shift(-1) - ts).alias("_mark"),
+                _latency_mark(next_stack - ts).alias("_smark"),
+            )
+        out = []
+        for (g,), sub in rows.partition_by("_g", as_dict=True).items():
+            grp = self.groups[g]
+            sub = sub.hstack(grp.static.gather(sub["_li"]))
+            names = {p for p in grp.parts if isinstance(p, D)}
+            hexes = [_HEX_FIELDS[n](sub).alias(f"_{n}") for n in names if n in _HEX_FIELDS]
+            if hexes:
+                sub = sub.with_columns(hexes)
+            exprs = [
+                _dynamic(p, r.t0_ns) if isinstance(p, D) else pl.col(f"_s{p}") for p in grp.parts
+            ]
+            out.append(sub.select("_pos", pl.concat_str(exprs).alias("line")))
+        return pl.concat(out).sort("_pos").get_column("line")
 
 
 class Renderer:
@@ -347,155 +423,121 @@ class Renderer:
     # -- rows --------------------------------------------------------------------------------
     def render(self, records: pl.DataFrame) -> pl.Series:
         """One string per record (a stack or call chain rides along with embedded newlines)."""
-        df = records.with_row_index("_i")
-        if self.bpf:
-            df = df.filter(pl.col("ev").is_in([*BPF_EVS, "lost"]))
-        elif not self.ftrace:
-            df = df.filter(pl.col("ev") != "func")
-        parts = []
-        for (ev,), part in df.partition_by("ev", as_dict=True, maintain_order=True).items():
-            parts.append(part.select("_i").hstack(self._text(part, ev)))
-        if not parts:
-            return pl.Series("line", [], pl.String)
-        texts = pl.concat(parts, how="diagonal_relaxed").sort("_i").drop("_i")
-        texts = texts.with_columns(
-            pl.lit(None, pl.String).alias(c)
-            for c in ("name", "body", "text", "whole")
-            if c not in texts.columns
-        )
-        out = df.select("ts_ns", "cpu", "pid", "tgid", "comm", "ev", "caller", "stack")
-        out = out.hstack(texts)
-        lines = out.select(self._line()).to_series().alias("line")
-        if self.ftrace:  # `<stack trace>` blocks: only on the few rows that carry one
-            rows = out.with_row_index("_r").filter(pl.col("stack").fill_null(False))
-            if rows.height:
-                extra = rows.select(
-                    pl.lit("\n")
-                    + self._ftrace_prefix()
-                    + pl.lit("<stack trace>")
-                    + _ftrace_stack(pl.col("ev"), pl.col("caller"))
-                ).to_series()
-                idx = rows["_r"]
-                lines = lines.scatter(idx, lines.gather(idx) + extra)
-        return lines
+        compiled = self.compile(records)
+        return compiled.lines(compiled.records).alias("line")
 
-    def _text(self, part: pl.DataFrame, ev: str) -> pl.DataFrame:
+    def kept(self, records: pl.DataFrame) -> pl.DataFrame:
+        """The records this format writes: bpftrace has only its probes, perf no function
+        tracer."""
+        if self.bpf:
+            return records.filter(pl.col("ev").is_in([*BPF_EVS, "lost"]))
+        if not self.ftrace:
+            return records.filter(pl.col("ev") != "func")
+        return records
+
+    def compile(self, records: pl.DataFrame) -> Compiled:
+        """Render everything but the dynamic fields, once per record (see `Compiled`)."""
+        df = self.kept(records).with_columns(
+            (pl.col("stack").fill_null(False) & self.ftrace).alias("_stack"),
+            (pl.col("ev") == "lost").alias("_lost"),
+        )
+        groups: list[_Group] = []
+        index = []
+        keyed = df.with_row_index("_r").partition_by(["ev", "_stack"], maintain_order=True)
+        for g, part in enumerate(keyed):
+            parts = self._parts(part, part["ev"][0], bool(part["_stack"][0]))
+            static: list[pl.Expr] = []
+            layout: list[int | D] = []
+            run: list[pl.Expr] = []
+            for p in [*parts, D("")]:  # the sentinel flushes the last static run
+                if isinstance(p, D):
+                    if run:
+                        static.append(pl.concat_str(run).alias(f"_s{len(static)}"))
+                        layout.append(len(static) - 1)
+                        run = []
+                    if p:
+                        layout.append(p)
+                else:
+                    run.append(p)
+            # _r keeps the height when every static part is a literal
+            groups.append(_Group(part.select("_r", *static).drop("_r"), layout))
+            index.append(
+                part.select(
+                    "_r",
+                    pl.lit(g, pl.UInt32).alias("_g"),
+                    pl.int_range(pl.len(), dtype=pl.UInt32).alias("_li"),
+                )
+            )
+        if index:
+            pos = pl.concat(index).sort("_r").drop("_r")
+        else:
+            pos = pl.DataFrame(schema={"_g": pl.UInt32, "_li": pl.UInt32})
+        return Compiled(df.hstack(pos), groups, self)
+
+    def _parts(self, part: pl.DataFrame, ev: str, stack: bool) -> list[Part]:
         if ev == "lost":
             n = _s("count")
             if self.fmt == "trace-cmd":
-                t = pl.format("CPU:{} [{} EVENTS DROPPED]", "cpu", n)
-            elif self.fmt == "bpftrace":
-                t = pl.format("Lost {} events", n)
-            elif self.fmt == "bpftrace-json":
-                t = pl.concat_str(
-                    [pl.lit('{"type": "lost_events", "data": {"events": '), n, pl.lit("}}")]
-                )
-            else:
-                t = pl.format("CPU:{} [LOST {} EVENTS]", "cpu", n)
-            return part.select(whole=t)
-        if self.bpf:
-            if ev in ("pin", "unpin", "get", "put"):
-                flags = hex_series(part.select(raw_flags(pl.col("bits"), self.kernel)).to_series())
-                part = part.with_columns(flags_hex=flags)
-            return _bpf_text(part, ev)
-        return _kernel_text(part, ev, self.kernel)
-
-    def _line(self) -> pl.Expr:
-        ts = pl.col("ts_ns")
-        secs = (ts // 1_000_000_000).cast(pl.String).str.pad_start(5)
-        usecs = ((ts % 1_000_000_000) // 1000).cast(pl.String).str.zfill(6)
-        comm, pid, cpu3 = pl.col("comm"), _s("pid"), _s("cpu").str.zfill(3)
-        if self.bpf:
-            text = pl.format("{} {} {} {} {}", "ts_ns", "cpu", "pid", "tgid", "text")
+                return [pl.format("CPU:{} [{} EVENTS DROPPED]", "cpu", n)]
+            if self.fmt == "bpftrace":
+                return [pl.format("Lost {} events", n)]
             if self.fmt == "bpftrace-json":
-                text = pl.concat_str(
-                    [pl.lit('{"type": "printf", "data": "'), text, pl.lit('\\n"}')]
-                )
-            return pl.coalesce(pl.col("whole"), text)
+                return [pl.lit('{"type": "lost_events", "data": {"events": '), n, pl.lit("}}")]
+            return [pl.format("CPU:{} [LOST {} EVENTS]", "cpu", n)]
+        comm, cpu3 = pl.col("comm"), _s("cpu").str.zfill(3)
+        if self.bpf:
+            head: list[Part] = [D("ts_ns"), pl.format(" {} ", "cpu"), D("pid"), pl.lit(" ")]
+            line = [*head, D("tgid"), pl.lit(" "), *_bpf_text(part, ev, self.kernel)]
+            if self.fmt == "bpftrace-json":
+                return [pl.lit('{"type": "printf", "data": "'), *line, pl.lit('\\n"}')]
+            return line
+        name, body = _kernel_text(part, ev, self.kernel)
         if self.perf:
             width = max(len(n) for n in _perf_names(self.kernel))
-            name = _perf_group(pl.col("name")).str.pad_start(width)
-            head = pl.concat_str(
-                [
-                    comm.str.pad_start(16),
-                    pl.lit(" "),
-                    pid.str.pad_start(5),
-                    pl.lit(" ["),
-                    cpu3,
-                    pl.lit("] "),
-                    secs,
-                    pl.lit("."),
-                    usecs,
-                    pl.lit(": "),
-                    name,
-                    pl.lit(": "),
-                    pl.col("body"),
-                ]
-            )
+            group = _perf_group(pl.lit(name)).str.pad_start(width)
+            line = [comm.str.pad_start(16), pl.lit(" "), D("pid5r"), pl.lit(" ["), cpu3]
+            line += [pl.lit("] "), D("ts"), pl.lit(": "), group, pl.lit(": "), *body]
             if self.fmt == "perf-g":
-                head = (
-                    head + pl.lit("\n") + _perf_chain(pl.col("ev"), pl.col("caller")) + pl.lit("\n")
-                )
-            return pl.coalesce(pl.col("whole"), head)
+                line += [pl.lit("\n"), _perf_chain(pl.col("ev"), pl.col("caller")), pl.lit("\n")]
+            return line
         if self.fmt == "trace-cmd":
-            pre = pl.concat_str(
-                [
-                    comm.str.pad_start(16),
-                    pl.lit("-"),
-                    pid.str.pad_end(5),
-                    pl.lit(" ["),
-                    cpu3,
-                    pl.lit("] "),
-                    secs,
-                    pl.lit("."),
-                    usecs,
-                    pl.lit(": "),
-                ]
-            )
-            line = (
-                pre + (pl.col("name") + pl.lit(":")).str.pad_end(21) + pl.lit(" ") + pl.col("body")
-            )
-            return pl.coalesce(pl.col("whole"), line)
-        text = pl.when(pl.col("name").is_not_null())
-        text = text.then(pl.col("name") + pl.lit(": ") + pl.col("body")).otherwise(pl.col("body"))
-        return pl.coalesce(pl.col("whole"), self._ftrace_prefix() + text)
+            line = [comm.str.pad_start(16), pl.lit("-"), D("pid5"), pl.lit(" ["), cpu3]
+            line += [pl.lit("] "), D("ts"), pl.lit(": "), pl.lit(f"{name}:".ljust(21) + " ")]
+            return [*line, *body]
+        named = [pl.lit(f"{name}: ")] if name is not None else []
+        line = [*self._ftrace_prefix("mark"), *named, *body]
+        if stack:  # `<stack trace>`: an entry of its own, same task and time
+            frames = _ftrace_stack(pl.col("ev"), pl.col("caller"))
+            line += [pl.lit("\n"), *self._ftrace_prefix("smark"), pl.lit("<stack trace>"), frames]
+        return line
 
-    def _ftrace_prefix(self) -> pl.Expr:
+    def _ftrace_prefix(self, mark: str) -> list[Part]:
         """`comm-pid [cpu] flags secs.usecs: ` in the layout of the chosen ftrace variant."""
-        ts = pl.col("ts_ns")
-        secs = (ts // 1_000_000_000).cast(pl.String).str.pad_start(5)
-        usecs = ((ts % 1_000_000_000) // 1000).cast(pl.String).str.zfill(6)
-        comm, pid, cpu3 = pl.col("comm"), _s("pid"), _s("cpu").str.zfill(3)
+        comm, cpu3 = pl.col("comm"), _s("cpu").str.zfill(3)
         if self.fmt == "ftrace-latency":
-            rel = ((ts - self.t0_ns) // 1000).cast(pl.String).str.pad_start(4)
-            return pl.concat_str(
-                [
-                    comm.str.slice(0, 8).str.pad_start(8),
-                    pl.lit("-"),
-                    pid.str.pad_end(7),
-                    pl.lit(" "),
-                    _s("cpu").str.pad_start(3),
-                    pl.lit("....."),
-                    pl.lit(" "),
-                    rel,
-                    pl.lit("us"),
-                    _latency_mark(ts),
-                    pl.lit(": "),
-                ]
-            )
+            return [
+                comm.str.slice(0, 8).str.pad_start(8),
+                pl.lit("-"),
+                D("pid7"),
+                pl.lit(" "),
+                _s("cpu").str.pad_start(3),
+                pl.lit("..... "),
+                D("rel"),
+                pl.lit("us"),
+                D(mark),
+                pl.lit(": "),
+            ]
         flags = {"ftrace-irq4": "....", "ftrace-irq6": "......"}.get(self.fmt, ".....")
-        cols = [comm.str.pad_start(16), pl.lit("-"), pid.str.pad_end(7), pl.lit(" ")]
+        parts: list[Part] = [comm.str.pad_start(16), pl.lit("-"), D("pid7"), pl.lit(" ")]
         if self.fmt == "ftrace-tgid":
-            cols += [pl.lit("("), _s("tgid").str.pad_start(7), pl.lit(") ")]
-        cols += [pl.lit("["), cpu3, pl.lit("] ")]
-        cols += [pl.lit(" ")] if self.fmt == "ftrace-noirq" else [pl.lit(flags + " ")]
-        cols += [secs, pl.lit("."), usecs, pl.lit(": ")]
-        return pl.concat_str(cols)
+            parts += [pl.lit("("), D("tgid7"), pl.lit(") ")]
+        parts += [pl.lit("["), cpu3, pl.lit("] ")]
+        parts += [pl.lit(" ")] if self.fmt == "ftrace-noirq" else [pl.lit(flags + " ")]
+        return [*parts, D("ts"), pl.lit(": ")]
 
 
-def _latency_mark(ts: pl.Expr) -> pl.Expr:
-    """The delay mark after a latency-format timestamp: the gap to the next line."""
-    d = ts.shift(-1) - ts
+def _latency_mark(d: pl.Expr) -> pl.Expr:
+    """The delay mark after a latency-format timestamp, from the gap `d` to the next line."""
     marks = [
         (1_000_000_000, "$"),
         (100_000_000, "@"),

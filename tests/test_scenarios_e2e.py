@@ -22,7 +22,7 @@ from ingest.writers import FORMATS
 QUERIES = Path(__file__).resolve().parent.parent / "queries"
 STAGES = ("ingest.pipeline", "replay.run", "analysis.rules")
 SEED = 11
-MIXED_EVENTS = 3000
+MIXED_EVENTS = 6000  # enough rounds that one copy's lost-events gap falls in another's span
 MIXED_FORMATS = ("ftrace", "trace-cmd", "perf", "bpftrace-json")
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ingest.scenarios import MIXED, RECORD_SCHEMA, SCENARIOS, build
-from ingest.simulate import round_template, simulate
+from ingest.simulate import BLOCK_ROUNDS, _flag, round_template, simulate
 from ingest.writers import FORMATS, Renderer, hex_series
 from pinscope.cli import app
 
@@ -164,11 +164,16 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
 
 
 def test_gzip_output_is_reproducible(tmp_path: Path) -> None:
-    a, b = tmp_path / "a.trace.gz", tmp_path / "b.trace.gz"
-    simulate(MIXED, a, seed=1, events=2000)
-    simulate(MIXED, b, seed=1, events=2000)
+    a, b, plain = tmp_path / "a.trace.gz", tmp_path / "b.trace.gz", tmp_path / "a.trace"
+    # several blocks: one gzip member each, compressed in parallel
+    simulate(MIXED, a, seed=1, events=BLOCK_ROUNDS * 600 * 2)
+    simulate(MIXED, b, seed=1, events=BLOCK_ROUNDS * 600 * 2)
+    simulate(MIXED, plain, seed=1, events=BLOCK_ROUNDS * 600 * 2)
     assert a.read_bytes() == b.read_bytes()
-    assert gzip.decompress(a.read_bytes()).startswith(b"# pinscope kernel=")
+    text = gzip.decompress(a.read_bytes())
+    assert text.startswith(b"# pinscope kernel=") and text == plain.read_bytes()
+    with gzip.open(a) as f:  # what ingest reads with: the members are one stream
+        assert f.read() == text
 
 
 def test_mixed_replicates_rounds_on_disjoint_pages(tmp_path: Path) -> None:
@@ -199,6 +204,62 @@ def test_scenarios_have_docstrings_and_one_line_summaries() -> None:
     records, expected = build("lost-events", 0)
     assert (records["ev"] == "lost").sum() == 1
     assert [e.uncertain for e in expected] == [False, True]
+
+
+@pytest.mark.parametrize("fmt", ["ftrace", "bpftrace-json"])
+def test_computed_uncertain_flags_agree_with_the_stories(tmp_path: Path, fmt: str) -> None:
+    """Each expected finding names its times; the flag the truth carries is computed from them
+    and the gaps, and agrees with what each story's author stated."""
+    for name in SCENARIOS:
+        records, expected = build(name, 4)
+        ts = set(records["ts_ns"].to_list())
+        for e in expected:  # every time named is a record's time
+            assert e.span[0] in ts and {e.span[1], *(t for p in e.pins for t in p)} <= ts | {None}
+        truth = simulate(name, tmp_path / "t.trace", fmt=fmt, seed=4)
+        assert [bool(x.get("uncertain")) for x in truth["expected"]] == [
+            e.uncertain for e in expected
+        ], name
+
+
+def test_uncertain_edges_follow_the_rules() -> None:
+    """A finding's span must overlap a gap strictly (the runner's SQL); its pin interval counts
+    when a gap touches it (replay's `uncertain`), an open interval reaches every later gap."""
+    gaps = pl.DataFrame({"gs": [20, 100], "ge": [25, 101]})
+    checks = [  # (finding, start, end, strict)
+        (0, 10, 20, True),  # ends where the gap starts: certain
+        (1, 10, 20, False),  # a pin interval ending there: uncertain
+        (2, 25, 30, True),  # starts where the gap ends: certain
+        (3, 25, 30, False),
+        (4, 30, None, True),  # open: the gap at 100 hits it
+        (5, 101, None, False),
+        (6, 102, None, False),  # after every gap
+        (7, 21, 24, True),  # inside a gap
+    ]
+    frame = pl.DataFrame(
+        [(f, "R", f, a, b, s) for f, a, b, s in checks],
+        schema=["_f", "rule", "pfn", "a", "b", "strict"],
+        orient="row",
+    ).with_columns(pl.lit(0, pl.Int64).alias("k"), pl.col("b").cast(pl.Int64))
+    flags = _flag(frame, gaps)["uncertain"].to_list()
+    assert flags == [False, True, False, True, True, True, False, True]
+
+
+def test_mixed_has_lost_events_and_exact_uncertain_flags(tmp_path: Path) -> None:
+    """mixed replicates every scenario, lost-events too: each copy's gap makes that copy's
+    pin-spans-writeback uncertain, open spans before any gap uncertain, and some other copy's
+    span that it falls into (the end-to-end test checks the flags against the pipeline)."""
+    out = tmp_path / "m.trace"
+    _, per_round, _ = round_template(11)
+    truth = simulate(MIXED, out, seed=11, events=20000)
+    rounds = len(truth["expected"]) // len(per_round)
+    assert out.read_text().count("[LOST 187 EVENTS]") == rounds > 1
+    unsure = [(e["rule"], e["pfn"]) for e in truth["expected"] if e.get("uncertain")]
+    by_rule = {r: sum(1 for u, _ in unsure if u == r) for r, _ in unsure}
+    assert by_rule["PIN_LEAK"] == by_rule["PAGE_FREED_WHILE_PINNED"] == rounds
+    assert by_rule["PIN_SPANS_WRITEBACK"] >= rounds
+    # a gap of one copy inside a span of another copy's story
+    assert set(by_rule) - {"PIN_LEAK", "PAGE_FREED_WHILE_PINNED", "PIN_SPANS_WRITEBACK"}
+    assert len(unsure) < len(truth["expected"]) / 2
 
 
 def test_cli_list_and_errors(tmp_path: Path) -> None:
