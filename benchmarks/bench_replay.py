@@ -64,6 +64,7 @@ def main() -> None:
         s = replay_dataset(root, force=True)
         t_run, c_run = time.perf_counter() - t, cpu_s() - c
         peak = rss_mb()
+        ordered = _parts_sorted(root)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -74,6 +75,11 @@ def main() -> None:
     print(f"{'build dataset':<28}{args.events:>12,}{t_make:>10.2f}{args.events / t_make:>14,.0f}")
     print(f"{'replay_dataset (driver)':<28}{s.events:>12,}{t_run:>10.2f}{eps:>14,.0f}"
           f"   cpu {c_run:.2f}s")  # fmt: skip
+    for name, st in s.stages.items():
+        cpu = st["cpu_seconds"]
+        print(f"{'  ' + name:<28}{'':>12}{st['seconds']:>10.2f}{'':>14}   cpu {cpu:.2f}s"
+              f"  ({cpu / s.events * 1e6:.2f} cpu-s per 1M events)"
+              f"  peak RSS {st['peak_rss_mb']:,.0f} MiB")  # fmt: skip
     print(f"{'core (in memory, sample)':<28}{args.sample:>12,}{t_core:>10.2f}"
           f"{args.sample / t_core:>14,.0f}")  # fmt: skip
     print(
@@ -81,7 +87,8 @@ def main() -> None:
     )
     print(f"core / reference speed ratio: {ratio:.1f}x wall, {cpu_ratio:.1f}x CPU"
           f"  (page_events identical: {same})")  # fmt: skip
-    print(f"buckets: {s.buckets}, page_events {s.page_events:,}, intervals {s.intervals:,}")
+    print(f"buckets: {s.buckets}, page_events {s.page_events:,}, intervals {s.intervals:,}"
+          f"  (part files sorted by (page_id, seq): {ordered})")  # fmt: skip
     print(f"peak RSS: {peak:,.0f} MiB (before replay: {base_rss:,.0f} MiB)")
     out = {
         "stage": "replay",
@@ -95,8 +102,21 @@ def main() -> None:
         "reference_events_per_s": round(args.sample / t_ref),
         "buckets": s.buckets,
         "identical_to_reference": same,
+        "parts_sorted_by_page": ordered,
+        "stages": {k: {m: round(v, 3) for m, v in st.items()} for k, st in s.stages.items()},
     }
     print("BENCH_JSON " + json.dumps(out))
+
+
+def _parts_sorted(root: Path) -> bool:
+    """Every page_events part file is in (page_id, seq) order, pageless rows last."""
+    import polars as pl
+
+    for f in sorted((root / "derived" / "page_events").rglob("*.parquet")):
+        df = pl.read_parquet(f, columns=["page_id", "seq"])
+        if not df.equals(df.sort("page_id", "seq", nulls_last=True)):
+            return False
+    return True
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 The state is computed on a narrow frame (the columns the state machine reads) sorted once by
 (page, seq); every state is a cumulative expression that restarts at each page's first row, so
-no group-by and no Python code runs per event. The wide event columns are never sorted: the
-state columns are put back in replay order and attached to them. `replay_events` is the
+no group-by and no Python code runs per event. The wide event columns are never sorted, only
+gathered once: into (page_id, seq) order for the driver's files, or left in replay order with
+the state columns put back into it. `replay_events` is the
 in-memory entry point; the driver (replay/run.py) calls `replay_resolved` per bucket after the
 cross-key identity pass.
 """
@@ -88,6 +89,7 @@ def _lost_frame(lost: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
 # Columns the state machine reads; everything else rides along unsorted.
 _NARROW = ("ts_ns", "line", "kind", "pfn", "dev", "ino", "index", "refs", "gup_flags", "count")
 _OUT_STATE = (*STATE_COLUMNS, "inferred_initial", "mismatch")
+_FILE_COLS = ("dev", "ino", "index")
 
 
 def replay_resolved(
@@ -97,41 +99,61 @@ def replay_resolved(
     kernel: str | None,
     trace_start_ts: int | None,
     trace_end_ts: int | None,
+    page_order: bool = False,
 ) -> ReplayResult:
     """State and intervals of one trace's (or one bucket's) events.
 
     `ev` has the canonical columns with `pfn` already resolved (identity pass), the traced pfn
     in `event_pfn`, and `seq`. Every page's rows must be present: a bucket holds whole pages.
+    page_events rows come in replay (seq) order, or with `page_order` sorted by (page_id, seq),
+    pageless rows last: the order the driver writes, so that rules scanning a page read it
+    contiguously.
     """
     seq = ev.get_column("seq")
     if not seq.is_sorted():
         ev = ev.sort("seq")
     pg = _states(ev.select(_NARROW), kernel)
-    ivs = intervals.build(pg, ev, lost, trace_start_ts=trace_start_ts, trace_end_ts=trace_end_ts)
-    # back to replay order: `_row` is the row's position in `ev`; inverting that permutation
-    # and gathering is cheaper than sorting ~20 columns by it
-    st = pg.select("generation", "dev", "ino", "index", *_OUT_STATE).gather(_inverse(pg["_row"]))
-    pe = ev.drop("dev", "ino", "index").hstack(st)
-    page_events = pe.select(
-        *[
-            pl.col(c).cast(t)
-            if c != "page_id"
-            else pl.when(pl.col("generation").is_not_null())
-            .then(
-                identity.page_id(
-                    pl.col("pfn"),
-                    pl.col("generation"),
-                    pl.col("dev"),
-                    pl.col("ino"),
-                    pl.col("index"),
-                )
-            )
-            .cast(t)
-            .alias("page_id")
-            for c, t in PAGE_EVENTS_SCHEMA.items()
-        ]
+    ids = _page_ids(pg)
+    ivs = intervals.build(
+        pg, ev, lost, ids, trace_start_ts=trace_start_ts, trace_end_ts=trace_end_ts
     )
+    st_cols = pg.select("generation", "dev", "ino", "index", *_OUT_STATE)
+    # index into `ids` of each row's page; null for pageless rows (they get a null page_id)
+    page_key = pg.select(pl.when(~pl.col("_pageless")).then(pl.col(P) - 1)).to_series()
+    if page_order:
+        # (page_id, seq): pages ranked by their id string, rows of a page already in seq order
+        rank = ids.rank("ordinal").cast(pl.UInt32)
+        key = rank.gather(page_key)
+        at = (
+            key.to_frame("k")
+            .select(pl.arg_sort_by("k", nulls_last=True, maintain_order=True))
+            .to_series()
+        )
+        rows = pg.get_column("_row").gather(at)
+        wide = ev.drop("dev", "ino", "index").gather(rows)
+        st = st_cols.gather(at)
+        pid = ids.gather(page_key.gather(at))
+    else:
+        # back to replay order: `_row` is the row's position in `ev`; inverting that
+        # permutation and gathering is cheaper than sorting ~20 columns by it
+        inv = _inverse(pg.get_column("_row"))
+        wide = ev.drop("dev", "ino", "index")
+        st = st_cols.gather(inv)
+        pid = ids.gather(page_key.gather(inv))
+    pe = wide.hstack(st).with_columns(pid.alias("page_id"))
+    page_events = pe.select([pl.col(c).cast(t) for c, t in PAGE_EVENTS_SCHEMA.items()])
     return ReplayResult(page_events, ivs)
+
+
+def _page_ids(pg: pl.DataFrame) -> pl.Series:
+    """page_id of each live page, indexed by pkey - 1: formatted once per page, not per row."""
+    firsts = pg.filter(pl.col("_first") & ~pl.col("_pageless"))
+    return firsts.select(
+        identity.page_id(
+            pl.col("pfn"), pl.col("generation"), pl.col("_fdev"), pl.col("_fino"),
+            pl.col("_findex"),
+        ).alias("page_id")
+    ).to_series()  # fmt: skip
 
 
 def _inverse(perm: pl.Series) -> pl.Series:
@@ -246,7 +268,8 @@ def _states(narrow: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
     base = base.with_columns(
         pl.when(is_file).then(pl.col(c)).alias(f"_f{c}") for c in ("dev", "ino", "index")
     )
-    # pfn pages, then file pages, then pageless rows; stable sorts keep seq order in a page
+    # pfn pages, then file pages; stable sorts keep seq order in a page. Pageless rows carry no
+    # state: they are appended after the live ones at the end.
     live = ~pl.col("_pageless")
     lf = pl.concat(
         [
@@ -254,7 +277,6 @@ def _states(narrow: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
             base.filter(is_file).sort(
                 ["_fdev", "_fino", "_findex"], maintain_order=True, nulls_last=True
             ),
-            base.filter(pl.col("_pageless")),
         ]
     )
     lf = identity.with_generation(lf, "_gen")
@@ -324,7 +346,8 @@ def _states(narrow: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
         seg_ffill(pl.col("_v_wb"), pl.col("_init_wb")).alias("writeback_after"),
         seg_ffill(pl.col("_v_cached"), pl.col("_init_cached")).alias("cached_after"),
     )
-    to_buf = {"old": [0, 1, 2], "new": _BUFFER_NAMES, "return_dtype": BUFFERS}
+    # buffers codes 0/1/2 index the enum's categories: a gather from them, not a hash lookup
+    names = pl.lit(pl.Series(_BUFFER_NAMES, dtype=BUFFERS))
     file_id = [
         pl.when(pl.col("pfn").is_null())
         .then(pl.col(c))
@@ -338,8 +361,8 @@ def _states(narrow: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
         _before("dirty_after", pl.lit(False)).alias("dirty_before"),
         _before("writeback_after", pl.col("_init_wb")).alias("writeback_before"),
         _before("cached_after", pl.col("_init_cached")).alias("cached_before"),
-        pl.col("_buf_after").replace_strict(**to_buf).alias("buffers_after"),
-        _before("_buf_after", pl.lit(0, pl.UInt8)).replace_strict(**to_buf).alias("buffers_before"),
+        names.gather(pl.col("_buf_after")).alias("buffers_after"),
+        names.gather(_before("_buf_after", pl.lit(0, pl.UInt8))).alias("buffers_before"),
         (
             (pl.col("_init_pins") > 0)
             | (pl.col("_init_gets") > 0)
@@ -353,15 +376,19 @@ def _states(narrow: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
         *file_id,
     )
     lf = lf.with_columns(
-        *[pl.when(live).then(pl.col(c)).cast(STATE_COLUMNS.get(c, pl.Boolean)).alias(c)
-          for c in _OUT_STATE],
-        pl.when(live).then(pl.col("generation")).alias("generation"),
-    )  # fmt: skip
-    return lf.select(
+        *[pl.col(c).cast(STATE_COLUMNS.get(c, pl.Boolean)) for c in _OUT_STATE],
+    )
+    out = [
         "_row", P, "_first", "_last", "_pageless", "ts_ns", "line", "pfn", "generation",
         "dev", "ino", "index", "_fdev", "_fino", "_findex", "_pin_raise", "_w_raise",
         "_l_raise", *_OUT_STATE,
-    ).collect(engine="in-memory")  # fmt: skip
+    ]  # fmt: skip
+    # pageless rows: null state; their own file columns where they name no pfn
+    pageless = base.filter(pl.col("_pageless")).select(
+        "_row", "_pageless", "ts_ns", "line", "pfn", "_fdev", "_fino", "_findex",
+        *[pl.when(pl.col("pfn").is_null()).then(pl.col(c)).alias(c) for c in _FILE_COLS],
+    )  # fmt: skip
+    return pl.concat([lf.select(out), pageless], how="diagonal_relaxed").collect(engine="in-memory")
 
 
 __all__ = ["EVENTS_SCHEMA", "ReplayResult", "replay_events", "replay_resolved"]

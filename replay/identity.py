@@ -46,7 +46,8 @@ def is_pageless(kind: pl.Expr, pfn: pl.Expr, ino: pl.Expr, index: pl.Expr) -> pl
 def resolve_pfns(ev: pl.DataFrame) -> pl.Series:
     """The resolved pfn of each row (same row order); null for pageless and unresolved file rows.
 
-    `ev` holds one trace's IDENTITY_COLUMNS plus `seq`.
+    `ev` holds one trace's IDENTITY_COLUMNS plus `seq` (`ts_ns` and `line` are not read: the
+    driver drops them first, the largest columns of a whole-trace pass).
     """
     base = ev.select(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),

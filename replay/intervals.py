@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from replay import identity
 from replay.schema import HOLDER, INTERVALS_SCHEMA, STATES
 
 P = "pkey"
@@ -40,6 +39,7 @@ def build(
     pg: pl.DataFrame,
     ev: pl.DataFrame,
     lost: pl.DataFrame,
+    page_ids: pl.Series,
     *,
     trace_start_ts: int | None,
     trace_end_ts: int | None,
@@ -47,7 +47,7 @@ def build(
     """Intervals from the core's page-ordered state frame (replay.core._states).
 
     `pg` rows are sorted by (pkey, seq), pageless rows last; its `_row` indexes `ev`, which
-    supplies trace_id and the holders' pid/comm/caller.
+    supplies trace_id and the holders' pid/comm/caller. `page_ids[pkey - 1]` is a page's id.
     """
     pg = pg.filter(~pl.col("_pageless"))  # a suffix: positions of the others are unchanged
     if pg.height == 0:
@@ -110,16 +110,14 @@ def build(
     known = pl.select(pl.when(nk <= bound).then(nk)).to_series()
     keys = pg.select(
         pl.col("_row").gather(at),
-        pl.col("pfn", "generation", "_fdev", "_fino", "_findex").gather(at),
+        (pl.col(P).gather(at) - 1).alias("_pk"),
+        pl.col("pfn", "generation").gather(at),
         pl.col("dev", "ino", "index").gather(known),
     )
     trace = ev.get_column("trace_id").gather(keys.get_column("_row"))
     out = sp.hstack(keys).with_columns(
         trace.alias("trace_id"),
-        identity.page_id(
-            pl.col("pfn"), pl.col("generation"), pl.col("_fdev"), pl.col("_fino"),
-            pl.col("_findex"),
-        ).alias("page_id"),
+        page_ids.gather(keys.get_column("_pk")).alias("page_id"),
         pl.col("start_line").is_null().alias("open_at_start"),
         pl.col("end_line").is_null().alias("open_at_end"),
         pl.col("start_ts_ns").fill_null(trace_start_ts),

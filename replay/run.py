@@ -4,7 +4,9 @@ Per trace: one pass over the narrow identity columns (replay order, head pfns, f
 resolution: they map keys to other keys, so they need the whole trace), then every event is
 sent to a bucket of resolved page keys and each bucket is replayed on its own. A bucket holds
 whole pages, so its result does not depend on the others: memory stays bounded by the bucket
-size, and buckets could run anywhere.
+size, and buckets could run anywhere. Here WORKERS of them run at once (polars releases the
+GIL), each writing its page_events sorted by (page_id, seq) so that per-page scans read
+contiguous rows. ReplaySummary.stages says where the time went.
 
 derived/replay.json fingerprints what the output was built from; a matching fingerprint means
 the output is reused.
@@ -12,13 +14,16 @@ the output is reused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import resource
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +37,10 @@ from replay import core, identity
 # Bump when replay's output for the same events changes: it invalidates every derived/.
 REPLAY_VERSION = "1"
 STAMP = "replay.json"
-# Events per bucket: bounds the state core's memory (≈ 300 bytes per event in flight).
-BUCKET_ROWS = 3_000_000
+# Events per bucket: bounds the state core's memory (≈ 300 bytes per event in flight); WORKERS
+# buckets are replayed at once, one per core.
+BUCKET_ROWS = 1_500_000
+WORKERS = 2
 BATCH_ROWS = 1_000_000
 
 
@@ -47,6 +54,26 @@ class ReplaySummary:
     intervals: int
     buckets: int
     seconds: float
+    # per stage: wall and process CPU seconds, and the process's peak RSS (MiB) at its end
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _stage(stages: dict[str, dict[str, float]], name: str) -> Iterator[None]:
+    """Accumulate a stage's wall and CPU time: where a replay spends its time, for benchmarks."""
+    t, c = time.perf_counter(), _cpu()
+    try:
+        yield
+    finally:
+        st = stages.setdefault(name, {"seconds": 0.0, "cpu_seconds": 0.0, "peak_rss_mb": 0.0})
+        st["seconds"] += time.perf_counter() - t
+        st["cpu_seconds"] += _cpu() - c
+        st["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def fingerprint(traces: list[dict[str, Any]]) -> str:
@@ -87,53 +114,62 @@ def replay_dataset(
         (derived / STAMP).unlink(missing_ok=True)
         shutil.rmtree(derived / "findings", ignore_errors=True)
         totals = {"events": 0, "page_events": 0, "intervals": 0, "buckets": 0}
+        stages: dict[str, dict[str, float]] = {}
         with (
             ds.atomic_dir(dataset, f"{ds.DERIVED}/page_events") as pe_dir,
             ds.atomic_dir(dataset, f"{ds.DERIVED}/intervals") as iv_dir,
         ):
             for t in traces:
-                counts = _replay_trace(dataset, t, pe_dir, iv_dir, bucket_rows)
+                counts = _replay_trace(dataset, t, pe_dir, iv_dir, bucket_rows, stages)
                 for k, v in counts.items():
                     totals[k] += v
         ds.write_json(derived / STAMP, {"fingerprint": fingerprint(traces), **totals})
     return ReplaySummary(
         dataset, True, len(traces), totals["events"], totals["page_events"],
-        totals["intervals"], totals["buckets"], time.perf_counter() - t0,
+        totals["intervals"], totals["buckets"], time.perf_counter() - t0, stages,
     )  # fmt: skip
 
 
 def _replay_trace(
-    dataset: Path, trace: dict[str, Any], pe_dir: Path, iv_dir: Path, bucket_rows: int
+    dataset: Path,
+    trace: dict[str, Any],
+    pe_dir: Path,
+    iv_dir: Path,
+    bucket_rows: int,
+    stages: dict[str, dict[str, float]],
 ) -> dict[str, int]:
     tid = trace["trace_id"]
     events = ds.scan(dataset, "events").filter(pl.col("trace_id") == tid)
     lost = ds.scan(dataset, "lost").filter(pl.col("trace_id") == tid).collect()
-    narrow = events.select(identity.IDENTITY_COLUMNS).collect()
-    n = narrow.height
-    if n == 0:
-        return {"events": 0, "page_events": 0, "intervals": 0, "buckets": 0}
-    if narrow.get_column("ts_ns").null_count():
-        bad = narrow.filter(pl.col("ts_ns").is_null()).get_column("line")[0]
-        raise InputError(
-            f"{dataset}: trace {tid} line {bad}: event without a timestamp; expected every "
-            "event to have one (re-ingest the trace)"
-        )
-    seq = identity.order_of(narrow)
-    rpfn = identity.resolve_pfns(narrow.with_columns(seq))
-    nb = max(1, -(-n // bucket_rows))
-    ident = pl.DataFrame({"line": narrow.get_column("line"), "seq": seq, "_rpfn": rpfn})
-    ident = ident.with_columns(_bucket(narrow, rpfn, nb))
-    start = trace.get("first_ts_ns")
-    end = trace.get("last_ts_ns")
-    start = narrow.get_column("ts_ns").min() if start is None else start
-    end = narrow.get_column("ts_ns").max() if end is None else end
-    del narrow
+    with _stage(stages, "identity"):
+        # replay order first, then the key columns: ts_ns is not held through the resolution
+        order = events.select("line", "ts_ns").collect()
+        n = order.height
+        if n == 0:
+            return {"events": 0, "page_events": 0, "intervals": 0, "buckets": 0}
+        if order.get_column("ts_ns").null_count():
+            bad = order.filter(pl.col("ts_ns").is_null()).get_column("line")[0]
+            raise InputError(
+                f"{dataset}: trace {tid} line {bad}: event without a timestamp; expected every "
+                "event to have one (re-ingest the trace)"
+            )
+        seq = identity.order_of(order)
+        start = trace.get("first_ts_ns")
+        end = trace.get("last_ts_ns")
+        start = order.get_column("ts_ns").min() if start is None else start
+        end = order.get_column("ts_ns").max() if end is None else end
+        line = order.get_column("line")
+        del order
+        keys = events.select(c for c in identity.IDENTITY_COLUMNS if c not in ("line", "ts_ns"))
+        narrow = keys.collect().with_columns(seq)
+        if narrow.height != n:
+            raise InputError("events changed while being replayed: run `pinscope replay` again")
+        rpfn = identity.resolve_pfns(narrow)
+        nb = max(1, -(-n // bucket_rows))
+        ident = pl.DataFrame({"line": line, "seq": seq, "_rpfn": rpfn})
+        ident = ident.with_columns(_bucket(narrow, rpfn, nb))
+        del narrow, line, seq, rpfn
     kernel = trace.get("kernel")
-    counts = {"events": n, "page_events": 0, "intervals": 0, "buckets": nb}
-
-    # Parquet encoding of bucket i overlaps the state core of bucket i + 1 (both release the GIL).
-    writer = ThreadPoolExecutor(max_workers=1)
-    pending: list[Future[None]] = []
 
     def write(bucket: int, res: core.ReplayResult) -> None:
         for root, df in ((pe_dir, res.page_events), (iv_dir, res.intervals)):
@@ -143,52 +179,86 @@ def _replay_trace(
                 out / "part.parquet", compression="zstd", compression_level=1, statistics=False
             )
 
-    def run(bucket: int, ev: pl.DataFrame) -> None:
-        res = core.replay_resolved(ev, lost, kernel=kernel, trace_start_ts=start, trace_end_ts=end)
-        counts["page_events"] += res.page_events.height
-        counts["intervals"] += res.intervals.height
-        while pending:  # at most one bucket's output waits in memory
-            pending.pop().result()
-        pending.append(writer.submit(write, bucket, res))
+    def job(bucket: int, load: Callable[[], pl.DataFrame]) -> tuple[int, int]:
+        res = core.replay_resolved(
+            load(), lost, kernel=kernel, trace_start_ts=start, trace_end_ts=end, page_order=True
+        )
+        write(bucket, res)
+        return res.page_events.height, res.intervals.height
 
-    try:
-        if nb == 1:
-            run(0, _attach(events.collect(), ident))
-        else:
-            box = [ident]  # the shuffle drops the last reference once the buckets are cut
+    if nb == 1:
+        with _stage(stages, "replay+write"):
+            whole = [_attach(events.collect(), ident)]
             del ident
-            _shuffle(dataset, events, box, run)
-        while pending:
-            pending.pop().result()
-    finally:
-        writer.shutdown(wait=True)
-    return counts
+            done = [job(0, whole.pop)]
+    else:
+        box = [ident]  # the shuffle drops the last reference once the buckets are cut
+        del ident
+        done = _shuffle(dataset, events, box, job, stages)
+    return {
+        "events": n,
+        "page_events": sum(p for p, _ in done),
+        "intervals": sum(i for _, i in done),
+        "buckets": nb,
+    }
 
 
 def _shuffle(
     dataset: Path,
     events: pl.LazyFrame,
     box: list[pl.DataFrame],
-    run: Callable[[int, pl.DataFrame], None],
-) -> None:
-    """Split the trace's events into bucket files (Arrow IPC scratch), then replay each."""
+    job: Callable[[int, Callable[[], pl.DataFrame]], tuple[int, int]],
+    stages: dict[str, dict[str, float]],
+) -> list[tuple[int, int]]:
+    """Split the trace's events into bucket files (Arrow IPC scratch), then replay each.
+
+    Both phases keep WORKERS threads busy (polars releases the GIL): batches are cut while the
+    next one is read, and WORKERS buckets are replayed and written at once, each loading its
+    own rows when it starts, so at most WORKERS buckets are in memory.
+    """
     ident = box.pop()
     scratch = ds.new_tmp_dir(dataset)
     try:
-        offset = 0
-        for i, batch in enumerate(events.collect_batches(chunk_size=BATCH_ROWS)):
-            part = _attach(batch, ident.slice(offset, batch.height))
-            offset += batch.height
+        for b in ident.get_column("_bucket").unique().to_list():
+            (scratch / f"{b:03d}").mkdir()
+
+        def cut(i: int, part: pl.DataFrame) -> None:
             for (b,), piece in part.partition_by("_bucket", as_dict=True).items():
-                d = scratch / f"{b:03d}"
-                d.mkdir(exist_ok=True)
-                piece.drop("_bucket").write_ipc(d / f"{i:06d}.arrow", compression="uncompressed")
+                piece.drop("_bucket").write_ipc(
+                    scratch / f"{b:03d}" / f"{i:06d}.arrow", compression="uncompressed"
+                )
+
+        with _stage(stages, "shuffle"), ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            pending: list[Future[None]] = []
+            offset = 0
+            for i, batch in enumerate(events.collect_batches(chunk_size=BATCH_ROWS)):
+                part = _attach(batch, ident.slice(offset, batch.height))
+                offset += batch.height
+                del batch
+                while len(pending) >= WORKERS:  # bounded: WORKERS batches in flight
+                    pending.pop(0).result()
+                pending.append(pool.submit(cut, i, part))
+                del part
+            for f in pending:
+                f.result()
+        if offset != ident.height:
+            raise InputError("events changed while being replayed: run `pinscope replay` again")
         del ident
-        for d in sorted(scratch.iterdir()):
+
+        def load(d: Path) -> pl.DataFrame:
             ev = pl.read_ipc(sorted(d.glob("*.arrow")))  # one scan: cheaper than a concat
-            run(int(d.name), ev)
-            del ev
             shutil.rmtree(d)
+            return ev
+
+        with _stage(stages, "replay+write"), ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            futures = [
+                pool.submit(job, int(d.name), partial(load, d)) for d in sorted(scratch.iterdir())
+            ]
+            try:
+                return [f.result() for f in futures]
+            finally:
+                for f in futures:
+                    f.cancel()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

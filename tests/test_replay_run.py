@@ -168,3 +168,23 @@ def test_timestampless_event_is_rejected(tmp_path, bucket_rows):
     root = _make_dataset(tmp_path / "ds", {"t1": ev})
     with pytest.raises(ds.InputError, match="line 3"):
         replay_dataset(root, bucket_rows=bucket_rows)
+
+
+@pytest.mark.parametrize("bucket_rows", [37, 10_000])
+def test_page_events_part_files_are_sorted_by_page(tmp_path, bucket_rows):
+    """The rules read page_events page by page: each part file holds whole pages in
+    (page_id, seq) order, pageless events (forks) last."""
+    ev = _events("t1")
+    root = _make_dataset(tmp_path / "ds", {"t1": ev})
+    replay_dataset(root, bucket_rows=bucket_rows)
+    parts = sorted((root / ds.DERIVED / "page_events").rglob("*.parquet"))
+    assert parts
+    seen_pages: set[str] = set()
+    for part in parts:
+        df = pl.read_parquet(part)
+        want = df.sort(["page_id", "seq"], nulls_last=True)
+        assert df.select("page_id", "seq").equals(want.select("page_id", "seq")), part
+        pages = set(df["page_id"].drop_nulls())
+        assert not pages & seen_pages, "a page is split across part files"
+        seen_pages |= pages
+    assert "fork" in set(pl.read_parquet(parts).filter(pl.col("page_id").is_null())["kind"])
