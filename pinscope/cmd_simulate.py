@@ -25,7 +25,13 @@ def register(app: typer.Typer) -> None:
             help="Trace file to write (.gz compresses); FILE.truth.json beside it.",
         ),
         events: int = typer.Option(
-            None, "--events", "-n", help="mixed: about how many lines to write."
+            None,
+            "--events",
+            "-n",
+            help=(
+                "mixed: about how many records to simulate; ftrace, trace-cmd and perf write "
+                "about that many lines, bpftrace formats (no scheduler lines) about half."
+            ),
         ),
         fmt: str = typer.Option("ftrace", "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
         seed: int = typer.Option(0, "--seed", "-s", help="Same seed, same bytes."),
