@@ -1,13 +1,18 @@
 """Frame ftrace text (`trace`, `trace_pipe`, latency format) and `trace-cmd report` output.
 
 Regex captures cost about a microsecond a line in polars, too slow for a million lines a second,
-so the common layout goes through a fast path of literal/DFA `find`s and slices; whatever it
-cannot place (latency format, odd timestamps, garbage) falls to full regexes on that subset only.
-Both paths yield the same intermediate columns (comm, pid, tgid, cpu, timestamp parts, rest),
-which one shared step turns into events, stack lines and rejects.
+and even literal searches and slices cost ~20-40 ns a line each. So the layout a chunk's lines
+share (learned from one line: the same columns for comm, pid, cpu, flags and time) is read at
+fixed positions and checked by one anchored regex; lines in another layout go through a fast
+path of literal/DFA `find`s and slices; whatever that cannot place (latency format, odd
+timestamps, garbage) falls to full regexes on that subset only. Each path takes a line only
+where it reads the same values as the next one would.
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -60,7 +65,7 @@ def start_frame(lines: pl.Series, first_line: int) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "line": pl.int_range(first_line, first_line + n, dtype=pl.Int64, eager=True),
-            "raw": lines.cast(pl.String).fill_null(""),
+            "raw": lines.cast(pl.String).fill_null("").rechunk(),  # (cheap: views)
         }
     )
 
@@ -356,6 +361,124 @@ def _fast_events(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# The layout most lines of a chunk share, learned from one line: `%16s-%-7d [%03d] flags secs.frac:`
+# at fixed columns. Lines in it are read by position, with no search; the header's pieces are
+# checked in one anchored regex.
+_LAYOUT_RE = re.compile(
+    r"^(?P<comm>[^\x00]*?)-(?P<pid>[0-9]+ +)\[(?P<cpu>[0-9]+)\] "
+    r"(?:(?P<flags>[.a-zA-Z][!-~]{3,5}) )?(?P<secs> *[0-9]+)\.(?P<frac>[0-9]{1,9}): "
+)
+_LAYOUT_SAMPLE = 64  # lines looked at for a sample (a loop over a few lines per chunk)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Column positions of the header fields in a fixed-layout line (all ASCII)."""
+
+    dash: int  # the `-` before the pid: the comm is everything before it
+    pid_len: int  # digits and padding spaces after the dash
+    cpu: int  # first cpu digit
+    cpu_len: int
+    flags_len: int  # 0: no flags column
+    secs: int  # first char of the (space-padded) seconds
+    secs_len: int
+    frac_len: int
+    colon: int  # the `: ` after the timestamp
+    secs_padded: bool  # the sample's seconds have leading spaces (`%5lu`)
+
+    def regex(self) -> str:
+        flags = rf"[.a-zA-Z][!-~]{{{self.flags_len - 1}}} " if self.flags_len else ""
+        # the pid: a digit, digits or padding, and a space before the `[`
+        pid = rf"-[0-9][0-9 ]{{{self.pid_len - 2}}} "
+        return (
+            rf"^[^\x00]{{{self.dash}}}{pid}\[[0-9]{{{self.cpu_len}}}\] "
+            rf"{flags}[ 0-9]{{{self.secs_len}}}\.[0-9]{{{self.frac_len}}}: "
+        )
+
+
+def _learn_layout(lines: pl.Series) -> _Layout | None:
+    """The fixed layout of the first plain event line among the chunk's first lines, if any."""
+    for text in lines.head(_LAYOUT_SAMPLE).drop_nulls().to_list():
+        m = _LAYOUT_RE.match(text)
+        if m is None or not text.isascii():
+            continue
+        return _Layout(
+            dash=m.end("comm"),
+            pid_len=m.end("pid") - m.start("pid"),
+            cpu=m.start("cpu"),
+            cpu_len=m.end("cpu") - m.start("cpu"),
+            flags_len=(m.end("flags") - m.start("flags")) if m.group("flags") else 0,
+            secs=m.start("secs"),
+            secs_len=m.end("secs") - m.start("secs"),
+            frac_len=m.end("frac") - m.start("frac"),
+            colon=m.end("frac"),
+            secs_padded=m.group("secs").startswith(" "),
+        )
+    return None
+
+
+def _fixed_events(df: pl.DataFrame, lay: _Layout) -> pl.DataFrame:
+    """`_fast_events` for the lines in the chunk's layout, read at fixed positions.
+
+    A line is taken only where `_fast_events` would read the very same values: the first `: `
+    sits at the layout's column, the anchored regex fixes every piece of the header (with the
+    pid's digits-then-padding checked by its cast), the comm holds no `-digit` (so the leftmost
+    `-pid [cpu] `, where `_fast_events` cuts the comm, is the layout's), and the line is ASCII
+    (positions in bytes and in characters agree) with no NUL. Others get `_fast` false.
+    """
+    raw = pl.col("raw")
+    rest = pl.col("_rest")
+    pe = pl.col("_pe")
+    comm = pl.col("comm")
+    secs = raw.str.slice(lay.secs, lay.secs_len)
+    if lay.secs_padded:
+        secs = secs.str.strip_chars_start()
+    frac = raw.str.slice(lay.colon - lay.frac_len, lay.frac_len)
+    ts_ns = secs.cast(pl.Int64, strict=False) * 1_000_000_000 + frac.cast(
+        pl.Int64, strict=False
+    ) * (10 ** (9 - lay.frac_len))
+    pid = raw.str.slice(lay.dash + 1, lay.pid_len).str.strip_chars_end()
+    return (
+        df.lazy()
+        .with_columns(
+            _rest=raw.str.slice(lay.colon + 2),
+            comm=raw.str.head(lay.dash).str.strip_chars_start(),
+            ts_ns=ts_ns,
+            cpu=raw.str.slice(lay.cpu, lay.cpu_len).cast(pl.Int16, strict=False),
+            pid=pid.cast(pl.Int32, strict=False),
+            tgid=pl.lit(None, pl.Int32),
+            _ok=(
+                (raw.str.find(": ", literal=True) == lay.colon)
+                & raw.str.contains(lay.regex())
+                & (raw.str.len_chars() == raw.str.len_bytes())
+                & ~raw.str.contains("\x00", literal=True)
+            ),
+        )
+        .with_columns(_pe=rest.str.find(": ", literal=True))
+        .with_columns(event=rest.str.head(pe), body=rest.str.slice(pe + 2))
+        .with_columns(
+            _fast=(
+                pl.col("_ok")
+                & pe.is_not_null()
+                & ~comm.str.starts_with("#")
+                & ~comm.str.starts_with("=>")
+                & ~comm.str.contains("-[0-9]")
+                & ~pl.col("event").str.contains(" ", literal=True)
+                & ~pl.col("body").str.starts_with(" ")
+                & pl.col("ts_ns").is_not_null()
+                & pl.col("pid").is_not_null()
+            ).fill_null(False),
+        )
+        .select("line", "raw", "ts_ns", "cpu", "pid", "tgid", "comm", "event", "body", "_fast")
+        .collect()
+    )
+
+
+def _patch(out: pl.DataFrame, idx: pl.Series, part: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    """`out` with rows `idx` of the columns `cols` replaced by `part`'s (in the same order)."""
+    return out.with_columns(out.get_column(c).scatter(idx, part.get_column(c)) for c in cols)
+
+
 def _frame_general(df: pl.DataFrame, ctx: ChunkContext) -> pl.DataFrame:
     """Any line: comments, stack frames, lost markers, the latency format, rejects."""
     raw = pl.col("raw")
@@ -381,41 +504,49 @@ def _frame_general(df: pl.DataFrame, ctx: ChunkContext) -> pl.DataFrame:
     return df.with_columns(cls=pl.col("cls").cast(FRAMED_SCHEMA["cls"]))
 
 
-def frame_ftrace(lines: pl.Series, first_line: int, ctx: ChunkContext) -> pl.DataFrame:
-    """Frame one chunk of ftrace or trace-cmd report text: one FRAMED_SCHEMA row per line.
+_PATCHED = ("cls", "ts_ns", "cpu", "pid", "tgid", "comm", "event", "body", "lost_events", "reason")
 
-    The plain event lines (nearly all of a trace) go through `_fast_events`; the few others
-    through the general readers, and their rows are put back in place by index.
+
+def _frame_others(df: pl.DataFrame, ctx: ChunkContext, searched: bool) -> pl.DataFrame:
+    """FRAMED columns for the few lines the first fast path did not take.
+
+    After the fixed-layout path, the searching one still takes the plain lines of another
+    layout; whatever remains goes to the general readers.
     """
-    df = start_frame(lines, first_line)
+    if searched:
+        return conform_framed(_frame_general(df, ctx))
     fast = _fast_events(df)
     ok = fast.get_column("_fast")
-    out = fast.drop("_fast").with_columns(
+    out = _as_events(fast.drop("_fast"))
+    if ok.all():
+        return out
+    idx = (~ok).arg_true()
+    return _patch(out, idx, conform_framed(_frame_general(df[idx], ctx)), list(_PATCHED))
+
+
+def _as_events(fast: pl.DataFrame) -> pl.DataFrame:
+    return fast.with_columns(
         cls=pl.lit("event", FRAMED_SCHEMA["cls"]),
         event_line=pl.lit(None, pl.Int64),
         lost_events=pl.lit(None, pl.Int64),
         reason=pl.lit(None, pl.String),
     )
-    n_other = len(ok) - int(ok.sum())
-    if n_other:
+
+
+def frame_ftrace(lines: pl.Series, first_line: int, ctx: ChunkContext) -> pl.DataFrame:
+    """Frame one chunk of ftrace or trace-cmd report text: one FRAMED_SCHEMA row per line.
+
+    The plain event lines (nearly all of a trace) go through `_fixed_events` when the chunk has
+    a fixed layout, else `_fast_events`; the few others through the slower paths, and their rows
+    are put back in place by index (once: each column copy costs as much as a fast pass op).
+    """
+    df = start_frame(lines, first_line)
+    layout = _learn_layout(lines)
+    fast = _fast_events(df) if layout is None else _fixed_events(df, layout)
+    ok = fast.get_column("_fast")
+    out = _as_events(fast.drop("_fast"))
+    if not ok.all():
         idx = (~ok).arg_true()
-        general = conform_framed(_frame_general(df[idx], ctx)).with_columns(
-            raw=df.get_column("raw").gather(idx)
-        )
-        out = out.with_columns(
-            out.get_column(c).scatter(idx, general.get_column(c))
-            for c in (
-                "cls",
-                "ts_ns",
-                "cpu",
-                "pid",
-                "tgid",
-                "comm",
-                "event",
-                "body",
-                "lost_events",
-                "reason",
-            )
-        )
+        out = _patch(out, idx, _frame_others(df[idx], ctx, layout is None), list(_PATCHED))
     out = attach_stacks(out, ctx)
     return finish(out)

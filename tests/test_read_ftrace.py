@@ -7,11 +7,16 @@ PINSCOPE_UPDATE_GOLDENS=1 rewrites the expected `.framed.jsonl` files.
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
+import ingest.read_ftrace as read_ftrace
 from ingest.framing import FRAMED_SCHEMA, ChunkContext
 from ingest.read_ftrace import frame_ftrace
 
@@ -209,3 +214,78 @@ def test_empty_chunk() -> None:
     out = frame_ftrace(pl.Series([], dtype=pl.String), 1, ChunkContext(path="x", format="ftrace"))
     assert out.schema == pl.Schema(FRAMED_SCHEMA)
     assert out.height == 0
+
+
+# --- the fixed-layout path must read exactly what the searching path reads -------------------
+#
+# Lines near a chunk's learned layout (odd comms, pids, cpus, flags, seconds, fractions,
+# separators, non-ASCII, NUL) must either be read identically or left to the searching path.
+
+
+_ODD = {
+    "comm": ["kworker/1:2", "a-1 [2] x", "my prog", "x: y", "#hash", "=>arrow", "é", "a-12", "-",
+             "", "a\x00b", "w-1  [3]", "a-1 [3] ", "sh-5 (12) [1] ", "a-1 ", "b-12  [0] "],
+    "pid": ["1", "1234567", "99999999999", "12345678", "42x", "4 2", "0"],
+    "tgid": ["(   12) ", "(-------) "],
+    "cpu": ["2", "0011", "x1", "00a", "999"],
+    "flags": ["d..1.", "....", "......", "dNh.", "-....", "é....", ".:...", "....:"],
+    "secs": ["1001", " 999", "12345", "100 ", "1 00", "0000", "99999"],
+    "frac": ["123456789", "1234567890", "12", "12a", "000007", "00000x"],
+    "dot": [":", "", ","],
+    "colon": [":", " :", ":  ", ""],
+    "sp": ["", "  "],
+    "event": ["sched_switch", "bad name", "x", "", "a:b", "é"],
+    "sep": [":", " ", ":  ", ""],
+    "body": [" lead", "a: b: c", "", "é", "\x00", "k=v", ":", ": "],
+}  # fmt: skip
+
+
+def _near_layout_chunk(rnd: random.Random, n: int) -> list[str]:
+    """n lines in one layout, each piece swapped for an odd one now and then."""
+    usual = {
+        "comm": "dd", "pid": "4242", "tgid": "", "cpu": "002",
+        "flags": rnd.choice([".....", "d..1", "", "dNh.1."]),
+        "secs": rnd.choice(["1000", " 1000", "12345", "   7"]),
+        "frac": rnd.choice(["000006", "123456789", "1"]),
+        "dot": ".", "colon": ": ", "sp": " ", "event": "page_ref_mod", "sep": ": ",
+        "body": "pfn=0x1 val=3",
+    }  # fmt: skip
+    width = rnd.choice([16, 12])
+    lines = []
+    for _ in range(n):
+        p = {k: rnd.choice(_ODD[k]) if rnd.random() < 0.12 else v for k, v in usual.items()}
+        fl = p["flags"] + " " if p["flags"] else ""
+        lines.append(
+            f"{p['comm'].rjust(width)}-{p['pid'].ljust(7)}{p['sp']}{p['tgid']}[{p['cpu']}] {fl}"
+            f"{p['secs']}{p['dot']}{p['frac']}{p['colon']}{p['event']}{p['sep']}{p['body']}"
+        )
+    return lines
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+@example(6)  # a comm holding `-1 [3] `, a 7-digit pid and odd flags: the `-digit` guard's case
+def test_fixed_layout_path_reads_what_the_searching_path_reads(seed: int) -> None:
+    s = pl.Series(_near_layout_chunk(random.Random(seed), 400), dtype=pl.String)
+    fast = frame_ftrace(s, 1, ChunkContext(path="fuzz.trace", format="ftrace"))
+    learn = read_ftrace._learn_layout
+    read_ftrace._learn_layout = lambda _lines: None
+    try:
+        slow = frame_ftrace(s, 1, ChunkContext(path="fuzz.trace", format="ftrace"))
+    finally:
+        read_ftrace._learn_layout = learn
+    assert_frame_equal(fast, slow)
+
+
+def test_fixed_layout_path_is_taken_on_a_plain_chunk() -> None:
+    """The comparison above means something only if the fixed path really reads lines."""
+    lines = pl.Series(
+        [
+            f"              dd-4242    [002] ..... 1000.{i:06d}: page_ref_mod: pfn=0x1 val=3"
+            for i in range(50)
+        ]
+    )
+    lay = read_ftrace._learn_layout(lines)
+    assert lay is not None
+    fixed = read_ftrace._fixed_events(read_ftrace.start_frame(lines, 1), lay)
+    assert fixed["_fast"].all()
