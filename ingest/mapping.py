@@ -64,6 +64,13 @@ COLUMNS: dict[str, tuple[str, int]] = {
     "caller": ("sym", 0),
     "new_pfn": ("uint", 2**64 - 1),
 }
+# The type `_column` gives each way of reading, for a column no row of a group has.
+_NULL_TYPES: dict[str, pl.DataType] = {
+    "uint": pl.UInt64(),
+    "dev": pl.UInt64(),
+    "int": pl.Int64(),
+    "sym": pl.String(),
+}
 ACQUIRE = frozenset({"pin", "get"})
 RELEASE = frozenset({"unpin", "put"})
 HEURISTICS = frozenset({"pin_bias"})
@@ -322,17 +329,28 @@ def _map_group(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     keys = _keys(spec)
     g = extract_fields(g, "body", list(keys), list(keys.values()))
+    # A key no row of the group prints (most of the probe template's, for a given probe) needs
+    # no parsing and cannot fail: its column is plain null.
+    absent = {n for n in keys.values() if g.get_column(n).null_count() == g.height}
     ev = pl.col("event")
+    parsed: list[pl.Expr] = []  # each value parsed once, then checked and kept or nulled
     values: list[pl.Expr] = []
     # (condition, reason): reasons are only formatted for the rows that fail.
     problems: list[tuple[pl.Expr, pl.Expr]] = []
     for col, fs in spec.fields.items():
+        if keys[Key(fs.key, fs.sep)] in absent:
+            values.append(pl.lit(None, _NULL_TYPES[COLUMNS[col][0]]).alias(col))
+            continue
         raw = pl.col(keys[Key(fs.key, fs.sep)])
-        val = _column(col, raw, fs, g.get_column(keys[Key(fs.key, fs.sep)]))
+        parsed.append(_column(col, raw, fs, g.get_column(keys[Key(fs.key, fs.sep)])).alias(col))
+        val = pl.col(col)
         how, hi = COLUMNS[col]
         if how != "sym":
             lo = -(hi + 1) if how == "int" else 0
-            bad = raw.is_not_null() & (val.is_null() | (val > hi) | (val < lo))
+            if how == "uint" and hi == 2**64 - 1:  # a UInt64 parse is in range or null
+                bad = raw.is_not_null() & val.is_null()
+            else:
+                bad = raw.is_not_null() & (val.is_null() | (val > hi) | (val < lo))
             what = "a signed" if how == "int" else "an unsigned"
             problems.append(
                 (
@@ -348,8 +366,12 @@ def _map_group(
             values.append(bad.alias(f"__bad_{col}"))
             val = pl.when(bad).then(None).otherwise(val)
         values.append(val.alias(col))
-    lf = g.lazy().with_columns(values)
+    lf = g.lazy().with_columns(parsed).with_columns(values)
     for col, ps in spec.compute.items():
+        if keys[Key(ps.page)] in absent or keys[Key(ps.vmemmap)] in absent:
+            if col not in spec.fields:  # nothing to compute from: the column is null
+                lf = lf.with_columns(pl.lit(None, pl.UInt64).alias(col))
+            continue
         praw, vraw = pl.col(keys[Key(ps.page)]), pl.col(keys[Key(ps.vmemmap)])
         page = parse_uint(praw, radix=radix_of(g.get_column(keys[Key(ps.page)])))
         vmem = parse_uint(vraw, radix=radix_of(g.get_column(keys[Key(ps.vmemmap)])))
@@ -387,10 +409,13 @@ def _map_group(
         (pl.col("__no_new"), pl.format("{}: replace needs new_pfn= or new_page= with vmemmap=", ev))
     )
     g = lf.with_columns(pl.any_horizontal(c for c, _ in problems).alias("__bad")).collect()
-    good = g.filter(~pl.col("__bad"))
+    clean = not g.get_column("__bad").any()  # the common case: no row to take out
+    good = g if clean else g.filter(~pl.col("__bad"))
     events = schema.conform(
         good.with_columns(pl.lit(trace_id).alias("trace_id"), ev.alias("source_event")), "events"
     )
+    if clean:
+        return events, schema.empty("rejects")
     bad = g.filter(pl.col("__bad"))
     rejects = schema.conform(
         bad.with_columns(
