@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -175,7 +176,7 @@ def _check_dataset_dir(dataset: Path) -> None:
 
 
 def _choose_id(
-    path: Path, sha: str, existing: list[dict[str, Any]], trace_id: str | None, replace: bool
+    path: Path, sha: str | None, existing: list[dict[str, Any]], trace_id: str | None, replace: bool
 ) -> str:
     by_id = {t["trace_id"]: t for t in existing}
     if trace_id is not None:
@@ -213,36 +214,66 @@ def _ingest_one(
     kernel: str | None,
     progress: Progress | None,
 ) -> TraceSummary:
-    sha = src.sha256_of(path)
     existing = ds.traces(dataset)
-    same = [t for t in existing if t["sha256"] == sha]
-    if same and not replace and (trace_id is None or trace_id == same[0]["trace_id"]):
-        return TraceSummary(same[0]["trace_id"], path, "already", same[0])
-    tid = _choose_id(path, sha, existing, trace_id, replace)
-
-    tmp = ds.new_tmp_dir(dataset)
+    hashing: ThreadPoolExecutor | None = None
+    size = path.stat().st_size
+    if any(t.get("size") in (None, size) for t in existing):
+        # It may be a trace already here: its identity decides what happens, so first.
+        sha: str | None = src.sha256_of(path)
+    else:
+        # No trace of this size, so none with this sha256: the file is hashed beside the
+        # ingest (hashlib releases the GIL) instead of in a pass of its own before it.
+        sha = None
+        hashing = ThreadPoolExecutor(1)
+    stop = threading.Event()
     try:
-        entry = _write_trace(path, tmp, tid, sha, fmt, mapping, kernel, progress)
-        if mapping_file:
-            entry["mapping"] = str(Path(mapping_file).resolve())
-        replacing = any(t["trace_id"] == tid for t in existing)
-        man = ds.manifest(dataset)
-        if replacing:
-            # Two commits: first the trace leaves the manifest (its dirs become garbage), then
-            # the new dirs move in and the manifest takes it back. A crash in between loses
-            # the old copy of this one trace, never mixes old and new rows.
-            man["traces"] = [t for t in man["traces"] if t["trace_id"] != tid]
-            mark_overlaps(man["traces"])
-            ds.write_manifest(dataset, man)
-        for table in TABLES:
-            (dataset / table).mkdir(exist_ok=True)
-            ds.swap_into_place(tmp / table, ds.trace_dir(dataset, table, tid))
-        man["traces"].append(entry)
+        hashed = hashing.submit(src.sha256_of, path, stop) if hashing else None
+        same = [t for t in existing if t["sha256"] == sha]
+        if same and not replace and (trace_id is None or trace_id == same[0]["trace_id"]):
+            return TraceSummary(same[0]["trace_id"], path, "already", same[0])
+        tid = _choose_id(path, sha, existing, trace_id, replace)
+        tmp = ds.new_tmp_dir(dataset)
+        try:
+            entry = _write_trace(path, tmp, tid, sha or "", fmt, mapping, kernel, progress)
+            if hashed is not None:
+                entry["sha256"] = hashed.result()
+            replacing = _commit_trace(dataset, tmp, tid, entry, existing, mapping_file)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        if hashing is not None:
+            stop.set()  # a failed ingest does not wait for the whole file to be hashed
+            hashing.shutdown(wait=True)
+    return TraceSummary(tid, path, "replaced" if replacing else "ingested", entry)
+
+
+def _commit_trace(
+    dataset: Path,
+    tmp: Path,
+    tid: str,
+    entry: dict[str, Any],
+    existing: list[dict[str, Any]],
+    mapping_file: Path | str | None,
+) -> bool:
+    """Move a written trace into place and commit it in the manifest; True if it replaced one."""
+    if mapping_file:
+        entry["mapping"] = str(Path(mapping_file).resolve())
+    replacing = any(t["trace_id"] == tid for t in existing)
+    man = ds.manifest(dataset)
+    if replacing:
+        # Two commits: first the trace leaves the manifest (its dirs become garbage), then
+        # the new dirs move in and the manifest takes it back. A crash in between loses
+        # the old copy of this one trace, never mixes old and new rows.
+        man["traces"] = [t for t in man["traces"] if t["trace_id"] != tid]
         mark_overlaps(man["traces"])
         ds.write_manifest(dataset, man)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return TraceSummary(tid, path, "replaced" if replacing else "ingested", entry)
+    for table in TABLES:
+        (dataset / table).mkdir(exist_ok=True)
+        ds.swap_into_place(tmp / table, ds.trace_dir(dataset, table, tid))
+    man["traces"].append(entry)
+    mark_overlaps(man["traces"])
+    ds.write_manifest(dataset, man)
+    return replacing
 
 
 OVERLAP_WARNING = "overlaps_same_host"
@@ -366,8 +397,10 @@ def _write_trace(
         parallel = fmt in _PARALLEL_FORMATS
         k = 0
         with ThreadPoolExecutor(WORKERS if parallel else 1) as pool:
-            # Chunks are framed and mapped WORKERS at a time and committed in file order; one
-            # more waits read so that the reader never idles. Each commit frees its chunk.
+            # Chunks are framed and mapped WORKERS at a time and committed in file order. One
+            # more, read and split, waits in the pool's queue: a worker that finishes starts it
+            # at once instead of idling while this thread commits and reads the next (that
+            # bubble cost ~1/4 of each worker's time). Each commit frees its chunk.
             flight: deque[tuple[src.LineChunk, Future[_Mapped]]] = deque()
             for chunk in _with_progress(chain([first], chunks), source, path, progress):
                 local = replace(ctx, last_event_line=_UNKNOWN_LINE) if parallel else ctx
@@ -375,7 +408,7 @@ def _write_trace(
                     (chunk, pool.submit(_frame_map, chunk, k, frame, local, tid, mapping, writer))
                 )
                 k += 1
-                if len(flight) >= WORKERS:
+                if len(flight) > WORKERS:
                     c, fut = flight.popleft()
                     _commit(c, fut.result(), frame, ctx, parallel, tid, writer, carry, tot)
             while flight:
@@ -489,7 +522,8 @@ def _frame_map(
     writer.write("events", events, part)
     writer.write("other_events", other, part)
     ts = ev.select("line", "ts_ns", "cpu").filter(pl.col("ts_ns").is_not_null())
-    hashes = chunk.lines.gather(ev.get_column("line") - chunk.first_line).hash(seed=0).unique()
+    # hash every line, then pick the events' (gathering numbers, not strings)
+    hashes = chunk.lines.hash(seed=0).gather(ev.get_column("line") - chunk.first_line).unique()
     n_dup = ev.height - hashes.len()
     framed = framed.filter(pl.col("cls") != "event")
     return _Mapped(
