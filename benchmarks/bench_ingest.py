@@ -237,6 +237,43 @@ def python_baseline(path: Path, max_lines: int) -> tuple[float, float, int]:
     return time.perf_counter() - t, time.process_time() - c, n
 
 
+def stage_times(path: Path, max_lines: int, out: Path) -> dict[str, float]:
+    """CPU seconds per million lines of each ingest stage, one after another in this process.
+
+    Not the pipeline (no threads, no commit): where the CPU goes, to know what to work on.
+    """
+    from ingest.framing import ChunkContext, conform_framed
+    from ingest.mapping import load_mapping, map_events
+    from ingest.read_ftrace import frame_ftrace
+    from ingest.schema import conform
+
+    mapping = load_mapping()
+    cpu = dict.fromkeys(("split", "frame", "map", "write"), 0.0)
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with src.open_source(path) as s:
+        chunks = src.iter_line_chunks(s.stream, src.BLOCK_SIZE)
+        while n < max_lines:
+            t = [time.process_time()]
+            ch = next(chunks, None)
+            if ch is None:
+                break
+            t.append(time.process_time())
+            ctx = ChunkContext(path=str(path), format="ftrace")
+            framed = conform_framed(frame_ftrace(ch.lines, ch.first_line, ctx))
+            t.append(time.process_time())
+            m = map_events(framed.filter(pl.col("cls") == "event"), "b", mapping)
+            t.append(time.process_time())
+            for df, table in ((m.events, "events"), (m.other, "other_events")):
+                rows = conform(df.with_columns(pl.lit("b").alias("trace_id")), table)
+                rows.write_parquet(out / f"{table}.parquet", compression="zstd", statistics=True)
+            t.append(time.process_time())
+            for k, stage in enumerate(cpu):
+                cpu[stage] += t[k + 1] - t[k]
+            n += ch.lines.len()
+    return {k: v / max(n, 1) * 1e6 for k, v in cpu.items()}
+
+
 def ingest_subprocess(path: Path, dataset: Path) -> tuple[float, dict[str, object]]:
     t = time.perf_counter()
     out = subprocess.run(
@@ -259,6 +296,11 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=10_000_000, help="trace lines (default 10M)")
     ap.add_argument("--baseline-lines", type=int, default=1_000_000, help="slice for (b)")
     ap.add_argument("--keep", type=Path, help="write the trace and dataset here and keep them")
+    ap.add_argument(
+        "--no-stages",
+        action="store_true",
+        help="skip the per-stage CPU breakdown (on the --baseline-lines slice)",
+    )
     args = ap.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -306,6 +348,14 @@ def main() -> None:
         f"cpu-time ratios: {ingest_cpu / split_cpu:.2f}x the split, "
         f"{base_cpu / ingest_cpu:.2f}x faster than the baseline; wall with start-up {wall:.1f}s"
     )
+    stages = {} if args.no_stages else stage_times(trace, args.baseline_lines, work / "stages")
+    if stages:
+        print(
+            "cpu s per 1M lines by stage (sequential, first "
+            f"{args.baseline_lines:,} lines): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+            + f", sum {sum(stages.values()):.2f}; whole ingest {ingest_cpu / n * 1e6:.2f}"
+        )
     print(f"line accounting: {json.dumps(entry['lines'])}")
     print(f"events by kind: {json.dumps(entry['events_by_kind'])}")
     print(
@@ -323,6 +373,7 @@ def main() -> None:
                 "speedup_vs_python_baseline": round(speedup, 2),
                 "cpu_ratio_to_line_split": round(ingest_cpu / split_cpu, 2),
                 "cpu_speedup_vs_python_baseline": round(base_cpu / ingest_cpu, 2),
+                **{f"cpu_s_per_m_{k}": round(v, 3) for k, v in stages.items()},
             }
         )
     )
