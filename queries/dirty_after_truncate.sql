@@ -17,15 +17,23 @@ evidence: the cache_del / truncate line, the dirty line
 WITH hits AS (
     SELECT trace_id, page_id, line, ts_ns, pid, comm, caller, pfn, dev, ino, "index"
     FROM page_events
-    WHERE kind = 'dirty' AND page_id IS NOT NULL
+    -- held, hence on a page (pageless events have null state); the pushed-down filters are
+    -- kind and cached_before, which leave few dirties
+    WHERE kind = 'dirty' AND cached_before = false
       AND (pins_before > 0 OR writable_pins_before > 0)
-      AND cached_before = false
+),
+-- one aggregate row to the planner: the few pages go on the build side, and the scan below is
+-- skipped when there are none
+few_pages AS (
+    SELECT unnest(list(DISTINCT {'trace_id': trace_id, 'page_id': page_id}), recursive := true)
+    FROM hits
 ),
 cuts AS (
-    SELECT trace_id, page_id, line AS cut_line, ts_ns AS cut_ts, kind::VARCHAR AS cut_kind
-    FROM page_events
-    WHERE kind IN ('cache_del', 'truncate') AND page_id IS NOT NULL
-      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM hits)
+    SELECT e.trace_id, e.page_id, e.line AS cut_line, e.ts_ns AS cut_ts,
+        e.kind::VARCHAR AS cut_kind
+    FROM page_events e
+    SEMI JOIN few_pages p ON p.trace_id = e.trace_id AND p.page_id = e.page_id
+    WHERE e.kind IN ('cache_del', 'truncate')
 ),
 with_cut AS (
     SELECT h.*, c.cut_line, c.cut_ts, c.cut_kind

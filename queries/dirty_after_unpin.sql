@@ -17,16 +17,23 @@ evidence: the unpin line, the dirty line
 WITH dirties AS (
     SELECT trace_id, page_id, line, ts_ns, pid, comm, caller, pfn, dev, ino, "index"
     FROM page_events
-    WHERE kind = 'dirty' AND page_id IS NOT NULL
-      AND coalesce(pins_before, 0) = 0 AND coalesce(writable_pins_before, 0) = 0
+    -- not held, on a page: page events always have counters, pageless ones have null state,
+    -- and plain comparisons are pushed down into the Parquet scan
+    WHERE kind = 'dirty' AND pins_before = 0 AND writable_pins_before = 0
+),
+-- one aggregate row to the planner: the few pages go on the build side, and the scan below is
+-- skipped when there are none
+few_pages AS (
+    SELECT unnest(list(DISTINCT {'trace_id': trace_id, 'page_id': page_id}), recursive := true)
+    FROM dirties
 ),
 pins AS (
-    SELECT trace_id, page_id, kind::VARCHAR AS p_kind, pid AS p_pid, line AS p_line,
-        ts_ns AS p_ts, caller AS p_caller
-    FROM page_events
+    SELECT e.trace_id, e.page_id, e.kind::VARCHAR AS p_kind, e.pid AS p_pid, e.line AS p_line,
+        e.ts_ns AS p_ts, e.caller AS p_caller
+    FROM page_events e
+    SEMI JOIN few_pages p ON p.trace_id = e.trace_id AND p.page_id = e.page_id
     -- the page's last pin/unpin before an unheld dirty left it at 0 pins (only they move pins)
-    WHERE kind IN ('pin', 'unpin') AND pins_after = 0 AND page_id IS NOT NULL
-      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM dirties)
+    WHERE e.kind IN ('pin', 'unpin') AND e.pins_after = 0
 ),
 prev AS (
     SELECT d.*, p.p_kind, p.p_pid, p.p_line, p.p_ts, p.p_caller

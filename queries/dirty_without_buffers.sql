@@ -20,17 +20,24 @@ grain: one finding per dirty event
 evidence: the last free_buffers before the dirty, the dirty line, the start of the pin span
 */
 WITH hits AS (
-    SELECT *
+    SELECT trace_id, page_id, seq, line, ts_ns, pid, comm, caller, pfn, dev, ino, "index"
     FROM page_events
-    WHERE kind = 'dirty' AND page_id IS NOT NULL
+    -- held, hence on a page (pageless events have null state); the pushed-down filters are
+    -- kind and buffers_before, which leave few dirties
+    WHERE kind = 'dirty' AND buffers_before = 'no'
       AND (pins_before > 0 OR writable_pins_before > 0)
-      AND buffers_before = 'no'
+),
+-- one aggregate row to the planner: the few pages go on the build side, and the scans below
+-- are skipped when there are none
+few_pages AS (
+    SELECT unnest(list(DISTINCT {'trace_id': trace_id, 'page_id': page_id}), recursive := true)
+    FROM hits
 ),
 freed AS (
-    SELECT trace_id, page_id, seq, line AS free_line, ts_ns AS free_ts
-    FROM page_events
-    WHERE kind = 'free_buffers' AND page_id IS NOT NULL
-      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM hits)
+    SELECT e.trace_id, e.page_id, e.seq, e.line AS free_line, e.ts_ns AS free_ts
+    FROM page_events e
+    SEMI JOIN few_pages p ON p.trace_id = e.trace_id AND p.page_id = e.page_id
+    WHERE e.kind = 'free_buffers'
 ),
 with_free AS (
     SELECT h.*, f.free_line, f.free_ts
@@ -38,14 +45,18 @@ with_free AS (
     ASOF LEFT JOIN freed f
         ON f.trace_id = h.trace_id AND f.page_id = h.page_id AND h.seq > f.seq
 ),
+-- one aggregate row to the planner: keeps the few dirties on the build side of the span join
+few AS (
+    SELECT unnest(list(w), recursive := true)
+    FROM (SELECT trace_id, page_id, ts_ns, line FROM with_free) w
+),
 spans AS (
     SELECT w.trace_id, w.line, i.start_line, i.start_ts_ns, i.holders, i.state,
         row_number() OVER (PARTITION BY w.trace_id, w.line
                            ORDER BY i.state = 'pinned' DESC, i.start_ts_ns) AS pick
-    FROM with_free w
+    FROM few w
     JOIN intervals i ON i.trace_id = w.trace_id AND i.page_id = w.page_id
     WHERE i.state IN ('pinned', 'writable_pinned')
-      AND (i.trace_id, i.page_id) IN (SELECT (trace_id, page_id) FROM hits)
       AND (i.start_line IS NULL OR i.start_ts_ns < w.ts_ns
            OR (i.start_ts_ns = w.ts_ns AND i.start_line < w.line))
       AND (i.end_line IS NULL OR i.end_ts_ns > w.ts_ns

@@ -50,7 +50,7 @@ fork_spans AS (
 replaces AS (
     SELECT trace_id, page_id, ts_ns, line, coalesce(tgid, pid) AS proc
     FROM page_events
-    WHERE kind = 'replace' AND page_id IS NOT NULL
+    WHERE kind = 'replace'  -- the join on page_id below leaves out pageless ones
 ),
 matched AS (
     SELECT fs.*, r.line AS replace_line, r.ts_ns AS replace_ts,

@@ -19,10 +19,18 @@ WITH spans AS (
     FROM intervals
     WHERE state = 'longterm_pinned'
 ),
+-- one aggregate row to the planner: the few span starts go on the build side, and the
+-- page_events scan is skipped when there are none
+few_starts AS (
+    SELECT unnest(list(DISTINCT {'trace_id': trace_id, 'line': start_line}), recursive := true)
+    FROM spans
+    WHERE start_line IS NOT NULL
+),
 starts AS (
-    SELECT trace_id, line, ino, cached_before
-    FROM page_events
-    WHERE kind IN ('pin', 'get') AND page_id IS NOT NULL
+    SELECT e.trace_id, e.line, e.ino, e.cached_before
+    FROM page_events e
+    SEMI JOIN few_starts f ON f.trace_id = e.trace_id AND f.line = e.line
+    WHERE e.kind IN ('pin', 'get') AND e.page_id IS NOT NULL
 )
 SELECT
     'LONGTERM_PIN_FILE_BACKED' AS rule,

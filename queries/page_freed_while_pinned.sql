@@ -13,20 +13,34 @@ references: Documentation/core-api/pin_user_pages.rst; mm/gup.c (gup_put_folio);
 grain: one finding per free event
 evidence: pin start, the free line
 */
+-- held is `pins_before > 0 OR writable_pins_before > 0`, split in two disjoint scans so that the
+-- Parquet reader pushes every filter down and reads nothing for pages never held (a held event
+-- has a page: pageless events have null state)
 WITH hits AS (
-    SELECT *
+    SELECT trace_id, page_id, line, ts_ns, pid, comm, caller, pfn, dev, ino, "index",
+        pins_before, writable_pins_before
     FROM page_events
-    WHERE kind = 'free' AND page_id IS NOT NULL
-      AND (pins_before > 0 OR writable_pins_before > 0)
+    WHERE kind = 'free' AND pins_before > 0
+    UNION ALL
+    SELECT trace_id, page_id, line, ts_ns, pid, comm, caller, pfn, dev, ino, "index",
+        pins_before, writable_pins_before
+    FROM page_events
+    WHERE kind = 'free' AND writable_pins_before > 0
+      AND (pins_before <= 0 OR pins_before IS NULL)
+),
+-- one aggregate row to the planner: the few frees go on the build side, and the intervals scan
+-- is skipped when there are none
+few AS (
+    SELECT unnest(list(h), recursive := true)
+    FROM (SELECT trace_id, page_id, line, ts_ns FROM hits) h
 ),
 spans AS (
     SELECT h.trace_id, h.line, i.start_line, i.start_ts_ns, i.holders,
         row_number() OVER (PARTITION BY h.trace_id, h.line
                            ORDER BY i.state = 'pinned' DESC, i.start_ts_ns) AS pick
-    FROM hits h
+    FROM few h
     JOIN intervals i ON i.trace_id = h.trace_id AND i.page_id = h.page_id
     WHERE i.state IN ('pinned', 'writable_pinned')
-      AND (i.trace_id, i.page_id) IN (SELECT (trace_id, page_id) FROM hits)
       AND (i.start_line IS NULL OR i.start_ts_ns < h.ts_ns
            OR (i.start_ts_ns = h.ts_ns AND i.start_line < h.line))
       AND (i.end_line IS NULL OR i.end_ts_ns > h.ts_ns

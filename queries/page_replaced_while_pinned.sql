@@ -14,16 +14,23 @@ grain: one finding per replace event
 evidence: pin start, the replace line
 */
 WITH hits AS (
-    SELECT *
+    SELECT trace_id, page_id, line, ts_ns, pid, tgid, comm, caller, source_event, pfn, dev, ino,
+        "index", new_pfn
     FROM page_events
-    WHERE kind = 'replace' AND page_id IS NOT NULL
-      AND (pins_before > 0 OR writable_pins_before > 0)
+    -- held, hence on a page (pageless events have null state)
+    WHERE kind = 'replace' AND (pins_before > 0 OR writable_pins_before > 0)
+),
+-- one aggregate row to the planner: the few replaces' pages go on the build side, and the scans
+-- below are skipped when there are none
+few_pages AS (
+    SELECT unnest(list(DISTINCT {'trace_id': trace_id, 'page_id': page_id}), recursive := true)
+    FROM hits
 ),
 spans AS (
-    SELECT *, row_number() OVER () AS span_id
-    FROM intervals
-    WHERE state IN ('pinned', 'writable_pinned')
-      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM hits)
+    SELECT i.*, row_number() OVER () AS span_id
+    FROM intervals i
+    SEMI JOIN few_pages p ON p.trace_id = i.trace_id AND p.page_id = i.page_id
+    WHERE i.state IN ('pinned', 'writable_pinned')
 ),
 hit_spans AS (
     SELECT h.trace_id, h.line, s.span_id, s.state, s.start_line, s.start_ts_ns, s.holders,
@@ -37,10 +44,15 @@ hit_spans AS (
            OR (s.end_ts_ns = h.ts_ns AND s.end_line >= h.line))
 ),
 -- the FORK_WHILE_PINNED condition, to leave its replaces to it
+few_holders AS (
+    SELECT unnest(list(DISTINCT {'trace_id': trace_id, 'pid': h.pid}), recursive := true)
+    FROM (SELECT trace_id, unnest(holders) AS h FROM spans WHERE ino IS NULL)
+),
 procs AS (
-    SELECT trace_id, pid, max(tgid) AS tgid
-    FROM page_events
-    WHERE kind IN ('pin', 'get') AND tgid IS NOT NULL
+    SELECT e.trace_id, e.pid, max(e.tgid) AS tgid
+    FROM page_events e
+    SEMI JOIN few_holders f ON f.trace_id = e.trace_id AND f.pid = e.pid
+    WHERE e.kind IN ('pin', 'get') AND e.tgid IS NOT NULL
     GROUP BY ALL
 ),
 span_procs AS (

@@ -40,9 +40,11 @@ WITH cuts AS (
 few_cuts AS (
     SELECT unnest(list(c), recursive := true) FROM cuts c
 ),
--- a cut inside a pinned span is reported once, on the pinned span
+-- a cut inside a pinned span is reported once, on the pinned span; the spans' own columns ride
+-- along, so that intervals is read once
 hits AS (
-    SELECT s.trace_id, s.page_id, s.state, s.start_ts_ns, s.start_line, c.line
+    SELECT s.trace_id, s.page_id, s.state, s.start_ts_ns, s.start_line, s.end_ts_ns, s.end_line,
+        s.pfn, s.dev, s.ino, s."index", s.holders, c.line
     FROM intervals s
     JOIN few_cuts c ON c.trace_id = s.trace_id AND c.page_id = s.page_id
     WHERE s.state = CASE WHEN c.in_pinned THEN 'pinned' ELSE 'writable_pinned' END
@@ -51,18 +53,15 @@ hits AS (
       AND (s.end_line IS NULL OR c.ts_ns < s.end_ts_ns
            OR (c.ts_ns = s.end_ts_ns AND c.line < s.end_line))
 ),
-per_span AS (
+-- one row per span (a page's spans of one state never share a start)
+spans AS (
     SELECT trace_id, page_id, state, start_ts_ns, start_line,
+        any_value(end_ts_ns) AS end_ts_ns, any_value(end_line) AS end_line,
+        any_value(pfn) AS pfn, any_value(dev) AS dev, any_value(ino) AS ino,
+        any_value("index") AS "index", any_value(holders) AS holders,
         list(line ORDER BY line) AS lines
     FROM hits
-    GROUP BY ALL
-),
-spans AS (
-    SELECT s.*, p.lines
-    FROM intervals s
-    JOIN (SELECT unnest(list(p), recursive := true) FROM per_span p) p
-      ON p.trace_id = s.trace_id AND p.page_id = s.page_id AND p.state = s.state
-     AND p.start_ts_ns = s.start_ts_ns AND p.start_line IS NOT DISTINCT FROM s.start_line
+    GROUP BY trace_id, page_id, state, start_ts_ns, start_line
 )
 SELECT
     'PIN_SPANS_TRUNCATE' AS rule,

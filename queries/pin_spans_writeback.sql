@@ -18,24 +18,21 @@ grain: one finding per writable_pinned interval
 evidence: pin start, each mkclean / wb_start / wb_end inside the span, pin end
 */
 -- A mark is strictly inside a writable_pinned span of its page exactly when writable pins were
--- held before it (a mark takes and drops no pin): those marks first, one scan per kind so that
--- the Parquet reader pushes every filter down, then only their pages' spans.
+-- held before it (a mark takes and drops no pin): those marks first (one scan), then only their
+-- pages' spans.
 WITH marks AS (
-    SELECT trace_id, page_id, ts_ns, line, 'mkclean' AS kind, ino, cached_before
-    FROM page_events WHERE kind = 'mkclean' AND writable_pins_before > 0
-    UNION ALL
-    SELECT trace_id, page_id, ts_ns, line, 'wb_start' AS kind, ino, cached_before
-    FROM page_events WHERE kind = 'wb_start' AND writable_pins_before > 0
-    UNION ALL
-    SELECT trace_id, page_id, ts_ns, line, 'wb_end' AS kind, ino, cached_before
-    FROM page_events WHERE kind = 'wb_end' AND writable_pins_before > 0
+    SELECT trace_id, page_id, ts_ns, line, kind::VARCHAR AS kind, ino, cached_before
+    FROM page_events
+    WHERE writable_pins_before > 0 AND kind IN ('mkclean', 'wb_start', 'wb_end')
 ),
 -- one aggregate row to the planner: keeps the few marks on the build side of the span join
 few_marks AS (
     SELECT unnest(list(m), recursive := true) FROM marks m
 ),
+-- the spans' own columns ride along, so that intervals is read once
 hits AS (
-    SELECT s.trace_id, s.page_id, s.start_ts_ns, s.start_line, m.kind, m.line,
+    SELECT s.trace_id, s.page_id, s.start_ts_ns, s.start_line, s.end_ts_ns, s.end_line, s.pfn,
+        s.dev, s.ino, s."index", s.holders, m.kind, m.line,
         m.kind IN ('mkclean', 'wb_start')
             AND (s.ino IS NOT NULL OR m.ino IS NOT NULL OR coalesce(m.cached_before, false))
             AS fires
@@ -47,21 +44,18 @@ hits AS (
       AND (s.end_line IS NULL OR m.ts_ns < s.end_ts_ns
            OR (m.ts_ns = s.end_ts_ns AND m.line < s.end_line))
 ),
-per_span AS (
+-- one row per span (a page's writable_pinned spans never share a start)
+spans AS (
     SELECT trace_id, page_id, start_ts_ns, start_line,
+        any_value(end_ts_ns) AS end_ts_ns, any_value(end_line) AS end_line,
+        any_value(pfn) AS pfn, any_value(dev) AS dev, any_value(ino) AS ino,
+        any_value("index") AS "index", any_value(holders) AS holders,
         list(line ORDER BY line) AS lines,
         count(*) FILTER (WHERE kind = 'mkclean') AS n_mkclean,
         count(*) FILTER (WHERE kind = 'wb_start') AS n_wb
     FROM hits
-    GROUP BY ALL
+    GROUP BY trace_id, page_id, start_ts_ns, start_line
     HAVING bool_or(fires)
-),
-spans AS (
-    SELECT s.*, p.lines, p.n_mkclean, p.n_wb
-    FROM intervals s
-    JOIN (SELECT unnest(list(p), recursive := true) FROM per_span p) p
-      ON p.trace_id = s.trace_id AND p.page_id = s.page_id AND s.state = 'writable_pinned'
-     AND p.start_ts_ns = s.start_ts_ns AND p.start_line IS NOT DISTINCT FROM s.start_line
 )
 SELECT
     'PIN_SPANS_WRITEBACK' AS rule,

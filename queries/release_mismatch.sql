@@ -20,14 +20,21 @@ WITH hits AS (
     SELECT trace_id, page_id, line, ts_ns, kind, pid, comm, caller, pfn, dev, ino, "index",
         pins_before, gets_before
     FROM page_events
-    WHERE mismatch AND page_id IS NOT NULL
+    -- only page events have a `mismatch` (pageless ones have null state)
+    WHERE mismatch
+),
+-- one aggregate row to the planner: the few pages go on the build side, and the scan below is
+-- skipped when there are none
+few_pages AS (
+    SELECT unnest(list(DISTINCT {'trace_id': trace_id, 'page_id': page_id}), recursive := true)
+    FROM hits
 ),
 acquires AS (
-    SELECT trace_id, page_id, line AS a_line, ts_ns AS a_ts, kind::VARCHAR AS a_kind,
-        caller AS a_caller
-    FROM page_events
-    WHERE kind IN ('pin', 'get') AND page_id IS NOT NULL
-      AND (trace_id, page_id) IN (SELECT (trace_id, page_id) FROM hits)
+    SELECT e.trace_id, e.page_id, e.line AS a_line, e.ts_ns AS a_ts, e.kind::VARCHAR AS a_kind,
+        e.caller AS a_caller
+    FROM page_events e
+    SEMI JOIN few_pages p ON p.trace_id = e.trace_id AND p.page_id = e.page_id
+    WHERE e.kind IN ('pin', 'get')
 ),
 with_acq AS (
     SELECT h.*, a.a_line, a.a_ts, a.a_kind, a.a_caller

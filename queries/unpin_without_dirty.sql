@@ -26,7 +26,8 @@ WITH spans AS (
 dirty_in AS (
     SELECT trace_id, page_id, ts_ns, line
     FROM page_events
-    WHERE kind = 'dirty' AND page_id IS NOT NULL AND writable_pins_before > 0
+    -- held, hence on a page (pageless events have null state)
+    WHERE kind = 'dirty' AND writable_pins_before > 0
 ),
 undirtied AS (
     SELECT s.*
@@ -41,7 +42,7 @@ undirtied AS (
 file_ends AS (
     SELECT trace_id, line
     FROM page_events
-    WHERE writable_pins_before > 0 AND writable_pins_after = 0 AND page_id IS NOT NULL
+    WHERE writable_pins_before > 0 AND writable_pins_after = 0
       AND (ino IS NOT NULL OR cached_before)
 ),
 -- one aggregate row to the planner: the few undirtied spans go on the build side, and the
