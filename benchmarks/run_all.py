@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_ingest.py", "bench_replay.py", "bench_rules.py")
+BENCHES = ("bench_ingest.py", "bench_replay.py", "bench_rules.py", "bench_simulate.py")
 PREFIX = "BENCH_JSON "
 
 
