@@ -105,9 +105,9 @@ def replay_resolved(
 
     `ev` has the canonical columns with `pfn` already resolved (identity pass), the traced pfn
     in `event_pfn`, and `seq`. Every page's rows must be present: a bucket holds whole pages.
-    page_events rows come in replay (seq) order, or with `page_order` sorted by (page_id, seq),
-    pageless rows last: the order the driver writes, so that rules scanning a page read it
-    contiguously.
+    page_events rows come in replay (seq) order, or with `page_order` sorted by
+    (kind, page_id, seq), pageless rows last within their kind: the order the driver writes,
+    so that the row groups' min/max statistics let a rule's `kind = …` scan skip the rest.
     """
     seq = ev.get_column("seq")
     if not seq.is_sorted():
@@ -121,12 +121,13 @@ def replay_resolved(
     # index into `ids` of each row's page; null for pageless rows (they get a null page_id)
     page_key = pg.select(pl.when(~pl.col("_pageless")).then(pl.col(P) - 1)).to_series()
     if page_order:
-        # (page_id, seq): pages ranked by their id string, rows of a page already in seq order
+        # (kind, page_id, seq): pages ranked by their id string, rows of a page already in seq
+        # order (the sort is stable)
         rank = ids.rank("ordinal").cast(pl.UInt32)
         key = rank.gather(page_key)
         at = (
-            key.to_frame("k")
-            .select(pl.arg_sort_by("k", nulls_last=True, maintain_order=True))
+            pl.DataFrame({"kind": ev.get_column("kind").to_physical().gather(pg["_row"]), "k": key})
+            .select(pl.arg_sort_by("kind", "k", nulls_last=True, maintain_order=True))
             .to_series()
         )
         rows = pg.get_column("_row").gather(at)

@@ -171,9 +171,13 @@ def test_timestampless_event_is_rejected(tmp_path, bucket_rows):
 
 
 @pytest.mark.parametrize("bucket_rows", [37, 10_000])
-def test_page_events_part_files_are_sorted_by_page(tmp_path, bucket_rows):
-    """The rules read page_events page by page: each part file holds whole pages in
-    (page_id, seq) order, pageless events (forks) last."""
+def test_part_files_are_sorted_by_kind_and_page(tmp_path, bucket_rows):
+    """The rules filter on one kind (or state) at a time: each page_events part file holds
+    whole pages, in (kind, page_id, seq) order with pageless events (forks) last in their kind,
+    and intervals come by state; row groups carry the min/max statistics that let a scan skip
+    the other kinds."""
+    import pyarrow.parquet as pq
+
     ev = _events("t1")
     root = _make_dataset(tmp_path / "ds", {"t1": ev})
     replay_dataset(root, bucket_rows=bucket_rows)
@@ -182,9 +186,14 @@ def test_page_events_part_files_are_sorted_by_page(tmp_path, bucket_rows):
     seen_pages: set[str] = set()
     for part in parts:
         df = pl.read_parquet(part)
-        want = df.sort(["page_id", "seq"], nulls_last=True)
-        assert df.select("page_id", "seq").equals(want.select("page_id", "seq")), part
+        want = df.sort(pl.col("kind").to_physical(), "page_id", "seq", nulls_last=True)
+        assert df.select("kind", "page_id", "seq").equals(want.select("kind", "page_id", "seq"))
         pages = set(df["page_id"].drop_nulls())
         assert not pages & seen_pages, "a page is split across part files"
         seen_pages |= pages
+        kind = pq.ParquetFile(part).metadata.row_group(0).column(df.columns.index("kind"))
+        assert kind.statistics is not None and kind.statistics.has_min_max
     assert "fork" in set(pl.read_parquet(parts).filter(pl.col("page_id").is_null())["kind"])
+    for part in sorted((root / ds.DERIVED / "intervals").rglob("*.parquet")):
+        st = pl.read_parquet(part, columns=["state"])["state"].to_physical()
+        assert st.is_sorted(), part
