@@ -168,6 +168,10 @@ _FORK_FORMAT = Path("/sys/kernel/tracing/events/sched/sched_process_fork/format"
     not os.access(_FORK_FORMAT, os.R_OK),
     reason="tracefs is not mounted: bpftrace cannot read the tracepoint formats it checks against",
 )
+@pytest.mark.skipif(
+    not os.access("/sys/kernel/btf/vmlinux", os.R_OK),
+    reason="the kernel has no BTF: bpftrace cannot resolve the script's struct folio casts",
+)
 @pytest.mark.parametrize("kernel", [None, "6.1", "5.10"])
 def test_bpftrace_script_passes_bpftrace_semantic_checks(tmp_path, kernel):
     """The real bpftrace parses and type-checks the script against this kernel's tracepoints.
