@@ -96,8 +96,14 @@ def simulate(
     fmt: str = "ftrace",
     seed: int = 0,
     kernel: str = DEFAULT_KERNEL,
+    entries: bool = True,
 ) -> dict:
-    """Write the trace to `out` and its truth to `out`.truth.json; return the truth."""
+    """Write the trace to `out` and its truth to `out`.truth.json; return the truth.
+
+    The returned truth holds `expected_count` and, unless `entries` is false, the `expected`
+    list as in the file: a big `mixed` run has hundreds of thousands, which the command line
+    does not need to hold in memory as Python objects.
+    """
     if fmt not in FORMATS:
         raise PinscopeError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if name == MIXED:
@@ -116,7 +122,10 @@ def simulate(
         raise PinscopeError(f"unknown scenario {name!r}: expected one of {known}")
     head = {"scenario": name, "seed": seed, "format": fmt, "kernel": kernel}
     _write_truth(truth_path(out), head, flagged)
-    return {**head, "expected": _entries(flagged)}
+    truth = {**head, "expected_count": flagged.height}
+    if entries:
+        truth["expected"] = _entries(flagged)
+    return truth
 
 
 def _write_truth(path: Path, head: dict, flagged: pl.DataFrame) -> None:
@@ -131,10 +140,19 @@ def _write_truth(path: Path, head: dict, flagged: pl.DataFrame) -> None:
             [pl.lit('{"rule": "'), pl.col("rule"), pl.lit('", "pfn": '), pl.col("pfn"), tail]
         )
     )
-    text = json.dumps(head)[:-1] + ', "expected": ['
-    if entries.height:
-        text += "\n  " + entries.to_series().str.join(",\n  ").item() + "\n"
-    path.write_text(text + "]}\n", encoding="utf-8")
+    # streamed by polars' CSV writer: no single string of every entry in memory
+    last = pl.int_range(pl.len()) == pl.len() - 1
+    lines = entries.select(
+        pl.concat_str(
+            [pl.lit("  "), pl.all(), pl.when(last).then(pl.lit("")).otherwise(pl.lit(","))]
+        )
+    )
+    with open(path, "wb") as f:
+        f.write((json.dumps(head)[:-1] + ', "expected": [').encode())
+        if lines.height:
+            f.write(b"\n")
+            lines.write_csv(f, include_header=False, quote_style="never")
+        f.write(b"]}\n")
 
 
 def _entries(truth: pl.DataFrame) -> list[dict]:

@@ -55,8 +55,10 @@ def register(app: typer.Typer) -> None:
                 raise fail("simulate: expected a SCENARIO (or --list)")
             if output is None:
                 raise fail("simulate: expected -o FILE")
-            truth = simulate(scenario, output, events=events, fmt=fmt, seed=seed, kernel=kernel)
-            n = len(truth["expected"])
+            truth = simulate(
+                scenario, output, events=events, fmt=fmt, seed=seed, kernel=kernel, entries=False
+            )
+            n = truth["expected_count"]
             Console(stderr=True, soft_wrap=True).print(
                 f"wrote {output} ({fmt}, kernel {kernel}) and {truth_path(output).name}: "
                 f"{n} expected finding{'s' if n != 1 else ''}"
