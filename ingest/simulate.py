@@ -325,16 +325,18 @@ def _mixed(out: Path, events: int, fmt: str, seed: int, kernel: str) -> pl.DataF
         f.write(f.encode(renderer.render(tail_df)))
     all_gaps = pl.concat(gap_parts)
     _check_gaps(all_gaps, out)
-    found = (
-        _checks(exp)
-        .join(pl.concat(shifts), how="cross")
-        .with_columns(
+    checks = _checks(exp)
+    # block by block, against every gap (an open span meets later blocks' gaps too): the
+    # checks of all copies at once would grow with --events, a block's do not
+    flagged = []
+    for shift in shifts:
+        found = checks.join(shift, how="cross").with_columns(
             pl.col("pfn") + pl.col("k") * pfn_step,
             pl.col("a") + pl.col("shift"),
             pl.col("b") + pl.col("shift"),
         )
-    )
-    return _flag(found, all_gaps)
+        flagged.append(_flag(found, all_gaps))
+    return pl.concat(flagged)
 
 
 def _write_block(f: _Out, done: Future, gap_parts: list[pl.DataFrame]) -> None:
