@@ -125,9 +125,18 @@ def replay_resolved(
         # order (the sort is stable)
         rank = ids.rank("ordinal").cast(pl.UInt32)
         key = rank.gather(page_key)
+        kind = ev.get_column("kind").to_physical().gather(pg["_row"])
+        # one u64 key, kind above the page rank (pageless: past every rank): a stable sort on
+        # one integer column is ~4x cheaper than on two
         at = (
-            pl.DataFrame({"kind": ev.get_column("kind").to_physical().gather(pg["_row"]), "k": key})
-            .select(pl.arg_sort_by("kind", "k", nulls_last=True, maintain_order=True))
+            pl.DataFrame({"kind": kind, "k": key})
+            .select(
+                pl.arg_sort_by(
+                    pl.col("kind").cast(pl.UInt64) * (1 << 33)
+                    + pl.col("k").cast(pl.UInt64).fill_null((1 << 33) - 1),
+                    maintain_order=True,
+                )
+            )
             .to_series()
         )
         rows = pg.get_column("_row").gather(at)
