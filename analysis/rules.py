@@ -215,7 +215,11 @@ def helper_views() -> dict[str, str]:
     if not path.exists():
         return {}
     out: dict[str, str] = {}
-    pattern = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+(\w+)\s+AS\s+(.*)$", re.I | re.S)
+    # DuckDB 2 keeps the comments before a statement in its text; they are skipped here
+    pattern = re.compile(
+        r"^(?:\s*(?:--[^\n]*\n|/\*.*?\*/))*\s*CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+(\w+)\s+AS\s+(.*)$",
+        re.I | re.S,
+    )
     for stmt in duckdb.extract_statements(path.read_text()):
         m = pattern.match(stmt.query)
         if m is None:
