@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
             return
         rate = s.events / s.seconds if s.seconds > 0 else 0.0
         out.print(
-            f"replayed {s.traces} trace(s), {s.events:,} events in {s.buckets} bucket(s): "
+            f"replayed {s.traces} trace(s), {s.events:,} events in {s.parts} part(s): "
             f"{s.page_events:,} page_events, {s.intervals:,} intervals "
             f"in {s.seconds:.2f}s ({rate:,.0f} events/s) → {s.dataset}/derived"
         )

@@ -1,27 +1,30 @@
-"""The vectorized page-state core (docs/replay.md "State per page").
+"""The page-state core (docs/replay.md): one trace at a time, events in replay order.
 
-The state is computed on a narrow frame (the columns the state machine reads) sorted once by
-(page, seq); every state is a cumulative expression that restarts at each page's first row, so
-no group-by and no Python code runs per event. The wide event columns are never sorted, only
-gathered once: into (page_id, seq) order for the driver's files, or left in replay order with
-the state columns put back into it. `replay_events` is the
-in-memory entry point; the driver (replay/run.py) calls `replay_resolved` per bucket after the
-cross-key identity pass.
+`TraceReplay` runs the compiled identity pass once over a trace's narrow columns, then takes
+its events batch by batch (in replay order), returning each batch's `page_events` rows and the
+spans that closed in it; `finish` gives the spans still open at the end. Per-page state lives in
+arrays indexed by page slot (replay/kernel.py), so a batch needs nothing of the ones before it
+but that state: the driver (replay/run.py) streams a trace of any length through it, and
+`replay_events` is the same thing on a frame held in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from ingest.schema import EVENTS_SCHEMA, LOST_SCHEMA, conform, foll_flags_for
 from replay import identity, intervals
-from replay.schema import BUFFERS, PAGE_EVENTS_SCHEMA, STATE_COLUMNS
+from replay import kernel as K
+from replay.schema import BUFFERS, PAGE_EVENTS_SCHEMA
 
-P = "pkey"
-_NO_COUNT = -(2**40)
-_BUFFER_NAMES = ["unknown", "no", "yes"]
+_BUFFER_NAMES = pl.Series(["unknown", "no", "yes"], dtype=BUFFERS)
+# rows of an open-span pool to start with, and spans / holder rows per kernel call
+_POOL_ROWS = 1 << 14
+_OUT_ROWS = 1 << 16
 
 
 @dataclass
@@ -45,26 +48,29 @@ def replay_events(
     trace_start_ts: int | None = None,
     trace_end_ts: int | None = None,
 ) -> ReplayResult:
-    """Replay events (one or more traces, all of the same kernel) held in memory."""
+    """Replay events (one or more traces, all of the same kernel) held in memory.
+
+    page_events come in (trace, seq) order.
+    """
     ev = prepare(events)
     lost_df = _lost_frame(lost)
     pes, ivs = [], []
     for tid in ev.get_column("trace_id").unique(maintain_order=True).to_list():
-        one = ev.filter(pl.col("trace_id").eq_missing(tid))
-        one = one.with_columns(identity.order_of(one))
-        rpfn = identity.resolve_pfns(one.select(*identity.IDENTITY_COLUMNS, "seq"))
-        one = one.with_columns(pl.col("pfn").alias("event_pfn"), rpfn.alias("pfn"))
+        one = ev.filter(pl.col("trace_id").eq_missing(tid)).sort("ts_ns", "line")
+        one = one.with_columns(pl.int_range(one.height, dtype=pl.Int64).alias("seq"))
         start = trace_start_ts if trace_start_ts is not None else one["ts_ns"].min()
         end = trace_end_ts if trace_end_ts is not None else one["ts_ns"].max()
-        res = replay_resolved(
-            one,
+        tr = TraceReplay(
+            tid,
+            one.select(identity.IDENTITY_COLUMNS),
             lost_df.filter(pl.col("trace_id").eq_missing(tid)),
             kernel=kernel,
             trace_start_ts=start,
             trace_end_ts=end,
         )
-        pes.append(res.page_events)
-        ivs.append(res.intervals)
+        pe, iv = tr.batch(one)
+        pes.append(pe)
+        ivs.extend([iv, tr.finish()])
     if not pes:
         return ReplayResult(
             pl.DataFrame(schema=PAGE_EVENTS_SCHEMA),
@@ -86,319 +92,357 @@ def _lost_frame(lost: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
     )
 
 
-# Columns the state machine reads; everything else rides along unsorted.
-_NARROW = ("ts_ns", "line", "kind", "pfn", "dev", "ino", "index", "refs", "gup_flags", "count")
-_OUT_STATE = (*STATE_COLUMNS, "inferred_initial", "mismatch")
-_FILE_COLS = ("dev", "ino", "index")
+def _values(s: pl.Series, dtype: pl.DataType) -> tuple[np.ndarray, np.ndarray]:
+    """(values with nulls as 0, validity) as numpy arrays for the kernels."""
+    return s.fill_null(0).cast(dtype).to_numpy(), s.is_not_null().to_numpy()
 
 
-def replay_resolved(
-    ev: pl.DataFrame,
-    lost: pl.DataFrame,
-    *,
-    kernel: str | None,
-    trace_start_ts: int | None,
-    trace_end_ts: int | None,
-    page_order: bool = False,
-) -> ReplayResult:
-    """State and intervals of one trace's (or one bucket's) events.
+@dataclass
+class _Ids:
+    """Dense ids of an identity frame's keys (-1 where absent), for the resolve kernel."""
 
-    `ev` has the canonical columns with `pfn` already resolved (identity pass), the traced pfn
-    in `event_pfn`, and `seq`. Every page's rows must be present: a bucket holds whole pages.
-    page_events rows come in replay (seq) order, or with `page_order` sorted by
-    (kind, page_id, seq), pageless rows last within their kind: the order the driver writes,
-    so that the row groups' min/max statistics let a rule's `kind = …` scan skip the rest.
+    pfns: np.ndarray  # traced pfn of each pfn id
+    pid: np.ndarray  # traced pfn (none for fork)
+    orders: np.ndarray  # folio orders > 0 that name an extent
+    hid: np.ndarray  # [order, row]: the row's pfn aligned down to that order, if traced
+    fid: np.ndarray  # (ino, index)
+    qid: np.ndarray  # (dev, ino, index), dev null counting as a value
+    ino: np.ndarray  # the resolve kernel compares inos of cache_adds
+    ino_v: np.ndarray
+
+
+def _dense_ids(col: Callable[[str], pl.Series], kind: np.ndarray, order: np.ndarray) -> _Ids:
+    """Key → dense id, one compiled pass per kind of key: they leave the resolve kernel plain
+    array rows to read, which it can prefetch ahead of the event that needs them."""
+    pfn_s = col("pfn")
+    pfn, pfn_v = _values(pfn_s, pl.UInt64)
+    pfn_v &= kind != K.K_FORK  # a fork names no page
+    zeros = np.zeros(len(pfn), np.uint64)
+    pid, table = K.dense_ids(pfn, zeros, zeros, pfn_v, _capacity(pfn_s.approx_n_unique()))
+    del pfn_s
+    pfns = np.zeros(int(pid.max(initial=-1)) + 1, np.uint64)  # the traced pfn of each id
+    pfns[pid[pfn_v]] = pfn[pfn_v]
+    orders = np.unique(order[pfn_v & (order > 0)]).astype(np.int64)
+    hid = np.full((len(orders), len(pfn)), -1, np.int32)
+    for i, o in enumerate(orders):
+        hid[i] = K.lookup_ids(table, pfn & ~np.uint64((1 << int(o)) - 1), pfn_v)
+    del table, pfn, pfn_v
+    ino, ino_v = _values(col("ino"), pl.UInt64)
+    index_s = col("index")
+    index, index_v = _values(index_s, pl.UInt64)
+    both = ino_v & index_v
+    cap = _capacity(pl.DataFrame({"i": ino, "x": index}).select(
+        pl.struct("i", "x").hash().approx_n_unique()).item())  # fmt: skip
+    fid, _ = K.dense_ids(ino, index, zeros, both, cap)
+    dev = col("dev").cast(pl.Int64).fill_null(-1).to_numpy().view(np.uint64)
+    qid, _ = K.dense_ids(dev, ino, index, both, cap)
+    return _Ids(pfns, pid, orders, hid, fid, qid, ino, ino_v)
+
+
+def _capacity(distinct: int | None) -> int:
+    """Hash table rows for about `distinct` keys: a power of two, under half full (the
+    estimate is approximate; the table grows if it is exceeded)."""
+    cap = 1024
+    while cap < 3 * (distinct or 0):
+        cap *= 2
+    return cap
+
+
+def _refs(s: pl.Series) -> np.ndarray:
+    """|refs|, a null counting 1 (docs/replay.md)."""
+    return s.cast(pl.Int64).abs().fill_null(1).cast(pl.Int32).to_numpy()
+
+
+def _kinds(s: pl.Series) -> np.ndarray:
+    return s.cast(EVENTS_SCHEMA["kind"]).to_physical().cast(pl.Int8).fill_null(-1).to_numpy()
+
+
+class TraceReplay:
+    """One trace's replay: the identity pass at construction, then state batch by batch.
+
+    `narrow` holds the trace's identity columns (identity.IDENTITY_COLUMNS) in replay order;
+    `batch` must then be given every event of the trace, in the same order, with `seq`.
     """
-    seq = ev.get_column("seq")
-    if not seq.is_sorted():
-        ev = ev.sort("seq")
-    pg = _states(ev.select(_NARROW), kernel)
-    ids = _page_ids(pg)
-    ivs = intervals.build(
-        pg, ev, lost, ids, trace_start_ts=trace_start_ts, trace_end_ts=trace_end_ts
-    )
-    st_cols = pg.select("generation", "dev", "ino", "index", *_OUT_STATE)
-    # index into `ids` of each row's page; null for pageless rows (they get a null page_id)
-    page_key = pg.select(pl.when(~pl.col("_pageless")).then(pl.col(P) - 1)).to_series()
-    if page_order:
-        # (kind, page_id, seq): pages ranked by their id string, rows of a page already in seq
-        # order (the sort is stable)
-        rank = ids.rank("ordinal").cast(pl.UInt32)
-        key = rank.gather(page_key)
-        kind = ev.get_column("kind").to_physical().gather(pg["_row"])
-        # one u64 key, kind above the page rank (pageless: past every rank): a stable sort on
-        # one integer column is ~4x cheaper than on two
-        at = (
-            pl.DataFrame({"kind": kind, "k": key})
-            .select(
-                pl.arg_sort_by(
-                    pl.col("kind").cast(pl.UInt64) * (1 << 33)
-                    + pl.col("k").cast(pl.UInt64).fill_null((1 << 33) - 1),
-                    maintain_order=True,
-                )
-            )
-            .to_series()
+
+    def __init__(
+        self,
+        trace_id: str | None,
+        narrow: pl.DataFrame | pl.LazyFrame,
+        lost: pl.DataFrame,
+        *,
+        kernel: str | None,
+        trace_start_ts: int | None,
+        trace_end_ts: int | None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.lost = lost
+        self.start_ts = trace_start_ts
+        self.end_ts = trace_end_ts
+        flags = foll_flags_for(kernel)
+        self.write_bit = int(flags["FOLL_WRITE"])
+        self.longterm_bit = int(flags["FOLL_LONGTERM"])
+        self.n = (
+            narrow.select(pl.len()).collect().item()
+            if isinstance(narrow, pl.LazyFrame)
+            else narrow.height
         )
-        rows = pg.get_column("_row").gather(at)
-        wide = ev.drop("dev", "ino", "index").gather(rows)
-        st = st_cols.gather(at)
-        pid = ids.gather(page_key.gather(at))
-    else:
-        # back to replay order: `_row` is the row's position in `ev`; inverting that
-        # permutation and gathering is cheaper than sorting ~20 columns by it
-        inv = _inverse(pg.get_column("_row"))
-        wide = ev.drop("dev", "ino", "index")
-        st = st_cols.gather(inv)
-        pid = ids.gather(page_key.gather(inv))
-    pe = wide.hstack(st).with_columns(pid.alias("page_id"))
-    page_events = pe.select([pl.col(c).cast(t) for c, t in PAGE_EVENTS_SCHEMA.items()])
-    return ReplayResult(page_events, ivs)
+        self.row = 0
+
+        def col(name: str) -> pl.Series:
+            if isinstance(narrow, pl.LazyFrame):
+                return narrow.select(name).collect().to_series()
+            return narrow.get_column(name)
+
+        kind = _kinds(col("kind"))
+        order = col("folio_order").fill_null(0).cast(pl.Int8).to_numpy()
+        ids = _dense_ids(col, kind, order)
+        dev, dev_v = _values(col("dev"), pl.Int64)
+        slot, pg = K.resolve_pass(
+            kind, order, ids.pid, ids.hid, ids.orders, ids.fid, ids.qid, dev, dev_v, ids.ino,
+            ids.ino_v,
+        )  # fmt: skip
+        del order, ids.pid, ids.hid, ids.fid, ids.qid
+        init = K.infer_pass(kind, slot, _refs(col("refs")), pg)
+        del kind
+        self.slot = slot
+        n_pages = pg.shape[0]
+        is_pfn = pg[:, K.PGR_PFN] >= 0
+        first = pg[:, K.PGR_ROW]
+        pfns = np.append(ids.pfns, np.uint64(0))  # file pages (id -1) read the last entry
+        ppfn = np.where(is_pfn, pfns[pg[:, K.PGR_PFN]], 0).astype(np.uint64)
+        self.pg_i = np.zeros((n_pages, 7), np.int64)
+        self.pg_u = np.zeros((n_pages, 5), np.uint8)
+        self.pg_i[:, K.PG_GEN] = pg[:, K.PGR_GEN]
+        self.pg_i[:, K.PG_DEV] = np.where(is_pfn, 0, dev[first])
+        self.pg_i[:, K.PG_INIT_PINS] = init[:, 0]
+        self.pg_i[:, K.PG_INIT_GETS] = init[:, 1]
+        self.pg_u[:, K.PG_IS_PFN] = is_pfn
+        self.pg_u[:, K.PG_DEV_V] = ~is_pfn & dev_v[first]
+        self.pg_u[:, K.PG_INIT_WB] = init[:, 2]
+        self.pg_u[:, K.PG_INIT_CACHED] = init[:, 3]
+        self.pg_u[:, K.PG_INFER] = pg[:, K.PGR_INFER]
+        del dev, dev_v
+        pino = np.where(is_pfn, 0, ids.ino[first]).astype(np.uint64)
+        del ids
+        pindex = np.where(is_pfn, 0, _values(col("index"), pl.UInt64)[0][first]).astype(np.uint64)
+        self.pages = self._page_table(ppfn, pino, pindex)
+        n_pages = self.pg_i.shape[0]
+        self.st, self.pool_i, self.pool_u, self.free, self.counters = K.new_state(n_pages)
+        self.out_i = np.zeros((_OUT_ROWS, K.N_OUT_I64), np.int64)
+        self.out_u = np.zeros((_OUT_ROWS, K.N_SP_U8), np.uint8)
+        self.hold = np.zeros((_OUT_ROWS, 2), np.int64)
+        self.holders = pl.DataFrame(schema=_HOLDER_ROWS)
+
+    def _page_table(self, ppfn: np.ndarray, pino: np.ndarray, pindex: np.ndarray) -> pl.DataFrame:
+        """One row per page slot: page_id (formatted once per page), pfn, generation, rank."""
+        is_pfn = pl.Series(self.pg_u[:, K.PG_IS_PFN] == 1)
+        dev_v = pl.Series(self.pg_u[:, K.PG_DEV_V] == 1)
+        df = pl.DataFrame(
+            {
+                "_is_pfn": is_pfn,
+                "_pfn": ppfn,
+                "generation": self.pg_i[:, K.PG_GEN].astype(np.int32),
+                "_dev": self.pg_i[:, K.PG_DEV],
+                "_dev_v": dev_v,
+                "_ino": pino,
+                "_index": pindex,
+            }
+        )
+        df = df.select(
+            pl.when("_is_pfn").then(pl.col("_pfn")).alias("pfn"),
+            pl.when("_is_pfn").then(pl.col("generation")).otherwise(0).alias("generation"),
+            identity.page_id(
+                pl.when("_is_pfn").then(pl.col("_pfn")),
+                pl.col("generation"),
+                pl.when("_dev_v").then(pl.col("_dev")),
+                pl.col("_ino"),
+                pl.col("_index"),
+            ).alias("page_id"),
+        )
+        df = df.with_columns(pl.col("page_id").rank("ordinal").cast(pl.UInt32).alias("rank"))
+        # a last, all-null row for pageless events (rank past every page)
+        return pl.concat(
+            [
+                df,
+                pl.DataFrame(
+                    {"rank": [np.iinfo(np.uint32).max]}, schema_overrides={"rank": pl.UInt32}
+                ),
+            ],
+            how="diagonal_relaxed",
+        )
+
+    def _grow_pool(self) -> None:
+        old = self.pool_i.shape[0]
+        top = int(self.counters[0])
+        self.pool_i = np.concatenate((self.pool_i, np.zeros_like(self.pool_i)))
+        self.pool_u = np.concatenate((self.pool_u, np.zeros_like(self.pool_u)))
+        free = np.empty(2 * old, np.int64)
+        free[:top] = self.free[:top]
+        free[top : top + old] = np.arange(2 * old - 1, old - 1, -1, dtype=np.int64)
+        self.free = free
+        self.counters[0] = top + old
+
+    def batch(
+        self, ev: pl.DataFrame, *, grouped: bool = False
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(page_events, spans closed in this batch) for the next rows of the trace.
+
+        page_events come in replay order, or with `grouped` in (kind, page_id, seq) order
+        (pageless rows last in their kind), the order the driver writes: the row groups'
+        min/max statistics then let a rule's `kind = …` scan skip the other kinds.
+        """
+        n = ev.height
+        row0 = self.row
+        if row0 + n > self.n:
+            raise ValueError("more events than the identity pass saw")
+        slot = self.slot[row0 : row0 + n]
+        kind = _kinds(ev.get_column("kind"))
+        gup = ev.get_column("gup_flags").cast(pl.Int64).fill_null(0).to_numpy()
+        count, count_v = _values(ev.get_column("count"), pl.Int64)
+        dev, dev_v = _values(ev.get_column("dev"), pl.Int64)
+        ino, ino_v = _values(ev.get_column("ino"), pl.UInt64)
+        index, index_v = _values(ev.get_column("index"), pl.UInt64)
+        ts = ev.get_column("ts_ns").cast(pl.Int64).to_numpy()
+        line = ev.get_column("line").cast(pl.Int64).to_numpy()
+        refs = _refs(ev.get_column("refs"))
+        ev_i = np.zeros((K.N_EV_I64, n), np.int64)
+        ev_u = np.zeros((K.N_EV_U8, n), np.uint8)
+        spans_i, spans_u, holds = [], [], []
+        r = 0
+        while True:
+            r, n_out, n_hold = K.state_pass(
+                row0, kind, slot, refs, gup, count, count_v, dev, dev_v, ino, ino_v, index,
+                index_v, ts, line, self.pg_i, self.pg_u, self.write_bit, self.longterm_bit,
+                self.st, self.pool_i, self.pool_u, self.free,
+                self.counters, ev_i, ev_u, self.out_i, self.out_u, self.hold, r,
+            )  # fmt: skip
+            spans_i.append(self.out_i[:n_out].copy())
+            spans_u.append(self.out_u[:n_out].copy())
+            holds.append(self.hold[:n_hold].copy())
+            if r >= n:
+                break
+            if self.counters[0] < K.N_STATES:
+                self._grow_pool()
+        self.row += n
+        hold = np.concatenate(holds)
+        who = ev.select(
+            pl.col("pid").cast(pl.Int32).gather(hold[:, 1]),
+            pl.col("comm", "caller").cast(pl.String).gather(hold[:, 1]),
+        ).with_columns(pl.Series("span", hold[:, 0]))
+        self.holders = pl.concat([self.holders, who.select(_HOLDER_ROWS.keys())]).unique(
+            maintain_order=True
+        )
+        iv = self._intervals(np.concatenate(spans_i), np.concatenate(spans_u))
+        if grouped:
+            # one permutation, applied to every column once: kind above the page's rank,
+            # rows of a page already in seq order (the sort is stable)
+            rank = self.pages.get_column("rank").to_numpy()[np.where(slot >= 0, slot, -1)]
+            key = pl.Series("k", kind.astype(np.uint64) * np.uint64(1 << 33) + rank)
+            at = key.to_frame().select(pl.arg_sort_by("k", maintain_order=True)).to_series()
+            at = at.to_numpy()
+            ev = ev.gather(at)
+            slot, ev_i, ev_u = slot[at], ev_i[:, at], ev_u[:, at]
+        return self._page_events(ev, slot, ev_i, ev_u), iv
+
+    def finish(self) -> pl.DataFrame:
+        """The spans still open after the trace's last event."""
+        if self.row != self.n:
+            raise ValueError(f"replayed {self.row} of {self.n} events")
+        out_i, out_u = K.open_spans(self.st, self.pool_i, self.pool_u, self.free, self.counters)
+        return self._intervals(out_i, out_u)
+
+    def _page_events(
+        self, ev: pl.DataFrame, slot: np.ndarray, ev_i: np.ndarray, ev_u: np.ndarray
+    ) -> pl.DataFrame:
+        live = pl.Series("_live", slot >= 0)
+        at = pl.Series("_at", np.where(slot >= 0, slot, self.pages.height - 1).astype(np.uint32))
+        page = self.pages.select(pl.col("pfn", "generation", "page_id").gather(at))
+        s = pl.DataFrame(
+            {
+                **{f"_i{c}": ev_i[c] for c in range(K.N_EV_I64)},
+                **{f"_u{c}": ev_u[c] for c in range(K.N_EV_U8)},
+            }
+        )
+        L = pl.col("_live")
+
+        def i32(c: int, valid: pl.Expr | None = None) -> pl.Expr:
+            ok = L if valid is None else L & valid
+            return pl.when(ok).then(pl.col(f"_i{c}").cast(pl.Int32))
+
+        def flag(c: int) -> pl.Expr:
+            return pl.when(L).then(pl.col(f"_u{c}").cast(pl.Boolean))
+
+        def buf(c: int) -> pl.Expr:
+            return pl.when(L).then(pl.lit(_BUFFER_NAMES).gather(pl.col(f"_u{c}")))
+
+        def ident(c: int, valid: int, dtype: pl.DataType) -> pl.Expr:
+            v = pl.col(f"_i{c}")
+            if dtype == pl.UInt64:
+                v = v.reinterpret(signed=False)
+            return pl.when(pl.col(f"_u{valid}").cast(pl.Boolean)).then(v.cast(dtype))
+
+        state = s.with_columns(live).select(
+            i32(K.E_PINS_B).alias("pins_before"),
+            i32(K.E_PINS_A).alias("pins_after"),
+            i32(K.E_WR_B).alias("writable_pins_before"),
+            i32(K.E_WR_A).alias("writable_pins_after"),
+            i32(K.E_LT_B).alias("longterm_pins_before"),
+            i32(K.E_LT_A).alias("longterm_pins_after"),
+            i32(K.E_GETS_B).alias("gets_before"),
+            i32(K.E_GETS_A).alias("gets_after"),
+            i32(K.E_REFC_B, pl.col(f"_u{K.F_REFC_B_V}") == 1).alias("refcount_before"),
+            i32(K.E_REFC_A, pl.col(f"_u{K.F_REFC_A_V}") == 1).alias("refcount_after"),
+            flag(K.F_DIRTY_B).alias("dirty_before"),
+            flag(K.F_DIRTY_A).alias("dirty_after"),
+            flag(K.F_WB_B).alias("writeback_before"),
+            flag(K.F_WB_A).alias("writeback_after"),
+            flag(K.F_CACHED_B).alias("cached_before"),
+            flag(K.F_CACHED_A).alias("cached_after"),
+            buf(K.F_BUF_B).alias("buffers_before"),
+            buf(K.F_BUF_A).alias("buffers_after"),
+            flag(K.F_INFERRED).alias("inferred_initial"),
+            flag(K.F_MISMATCH).alias("mismatch"),
+            ident(K.E_DEV, K.F_DEV_V, pl.UInt32).alias("_dev"),
+            ident(K.E_INO, K.F_INO_V, pl.UInt64).alias("_ino"),
+            ident(K.E_INDEX, K.F_INDEX_V, pl.UInt64).alias("_index"),
+        )
+        own = ev.select(pl.col("dev", "ino", "index").name.prefix("_own_"))
+        pe = pl.concat([ev, state, own, page.select(pl.all().name.prefix("_pg_")), live.to_frame()],
+                       how="horizontal")  # fmt: skip
+        return pe.select(
+            *[
+                pl.col(c)
+                for c in EVENTS_SCHEMA
+                if c not in ("pfn", "dev", "ino", "index")
+            ],
+            pl.col("pfn").alias("event_pfn"),
+            pl.col("_pg_pfn").alias("pfn"),
+            *[pl.when(L).then(pl.col(f"_{c}")).otherwise(pl.col(f"_own_{c}")).alias(c)
+              for c in ("dev", "ino", "index")],
+            pl.col("_pg_page_id").alias("page_id"),
+            pl.col("_pg_generation").alias("generation"),
+            pl.col("seq"),
+            *state.columns[:20],
+        ).select([pl.col(c).cast(t) for c, t in PAGE_EVENTS_SCHEMA.items()])  # fmt: skip
+
+    def _intervals(self, out_i: np.ndarray, out_u: np.ndarray) -> pl.DataFrame:
+        if out_i.shape[0] == 0:
+            return pl.DataFrame(schema=intervals.INTERVALS_SCHEMA)
+        return intervals.build(
+            out_i, out_u, self.pages, self, trace_start_ts=self.start_ts, trace_end_ts=self.end_ts
+        )
+
+    def take_holders(self, spans: pl.Series) -> pl.DataFrame:
+        """(span, holders) of these closed spans, dropping their rows from the pending ones."""
+        closed = spans.implode()
+        mine = self.holders.filter(pl.col("span").is_in(closed))
+        self.holders = self.holders.filter(~pl.col("span").is_in(closed))
+        return mine.group_by("span", maintain_order=True).agg(
+            pl.struct("pid", "comm", "caller").alias("holders")
+        )
 
 
-def _page_ids(pg: pl.DataFrame) -> pl.Series:
-    """page_id of each live page, indexed by pkey - 1: formatted once per page, not per row."""
-    firsts = pg.filter(pl.col("_first") & ~pl.col("_pageless"))
-    return firsts.select(
-        identity.page_id(
-            pl.col("pfn"), pl.col("generation"), pl.col("_fdev"), pl.col("_fino"),
-            pl.col("_findex"),
-        ).alias("page_id")
-    ).to_series()  # fmt: skip
+_HOLDER_ROWS = {"span": pl.Int64(), "pid": pl.Int32(), "comm": pl.String(), "caller": pl.String()}
 
 
-def _inverse(perm: pl.Series) -> pl.Series:
-    """The inverse of a permutation of 0..n-1: where each position went."""
-    n = perm.len()
-    out = pl.zeros(n, dtype=pl.UInt32, eager=True)
-    return out.scatter(perm, pl.int_range(n, dtype=pl.UInt32, eager=True))
-
-
-F = pl.col("_first")
-L = pl.col("_last")
-
-
-def seg_cumsum(x: pl.Expr) -> pl.Expr:
-    """cum_sum restarting at each page (rows sorted by page): no group-by needed."""
-    cs = x.cum_sum()
-    return cs - pl.when(F).then(cs - x).forward_fill()
-
-
-def seg_total(x: pl.Expr) -> pl.Expr:
-    """The page's sum of x, on every row of the page."""
-    return pl.when(L).then(seg_cumsum(x)).backward_fill()
-
-
-def seg_ffill(v: pl.Expr, init: pl.Expr) -> pl.Expr:
-    """Forward fill within a page, starting from `init` (never null) at its first row."""
-    return pl.when(F & v.is_null()).then(init).otherwise(v).forward_fill()
-
-
-def _seg_cummin(x: pl.Expr, big: int | None) -> pl.Expr:
-    """cum_min restarting at each page; nulls stay null.
-
-    With `big` (every |x| < big / 2, pkey * big fits an Int64) a per-page offset makes one
-    global cum_max do it; otherwise a group-by.
-    """
-    if big is None:
-        return x.cum_min().over(P)
-    off = pl.col(P) * big
-    return -((off - x).cum_max() - off)
-
-
-def _before(after: str, init: pl.Expr | None) -> pl.Expr:
-    """The value before each row: the previous row's after, or the page's initial value."""
-    first_val = init if init is not None else pl.lit(None)
-    return pl.when(F).then(first_val).otherwise(pl.col(after).shift(1))
-
-
-def _counter(lf: pl.LazyFrame, name: str, big: int | None) -> pl.LazyFrame:
-    """A lower-bounded counter with inferred initial value and mismatch (docs/replay.md)."""
-    d, k, t, init = f"_d_{name}", f"_k_{name}", f"_T_{name}", f"_init_{name}"
-    D, K = pl.col(d), pl.col(k)
-    # Before the first raise only releases occur (d <= 0): the lowest prefix sum is their total.
-    unknown_total = seg_total(pl.when(K).then(0).otherwise(D))
-    lf = lf.with_columns((-unknown_total).clip(lower_bound=0).alias(init)).with_columns(
-        (pl.col(init) + seg_cumsum(D)).alias(t)
-    )
-    floor = pl.min_horizontal(pl.lit(0, pl.Int64), _seg_cummin(pl.when(K).then(pl.col(t)), big))
-    after = f"{name}_after"
-    return lf.with_columns(
-        pl.when(K).then(pl.col(t) - floor).otherwise(pl.col(t)).alias(after)
-    ).with_columns(_before(after, pl.col(init)).alias(f"{name}_before"))
-
-
-def _min_rule(name: str, a: str, big: int | None) -> pl.Expr:
-    """x_t = min(x_{t-1} + raised_t, pins_after + gets_after), in closed form per page."""
-    hold = pl.col("pins_after") + pl.col("gets_after")
-    A = pl.col(a)
-    return (A + pl.min_horizontal(pl.lit(0, pl.Int64), _seg_cummin(hold - A, big))).alias(
-        f"{name}_after"
-    )
-
-
-def seg_seen(c: pl.Expr) -> pl.Expr:
-    """True from the page's first row where `c` holds onwards (one forward fill)."""
-    return pl.when(c).then(True).when(F).then(False).forward_fill()
-
-
-def _flag_init(v: str) -> pl.Expr:
-    """True where the page's first set/clear of the flag is a clear (history unknown)."""
-    V = pl.col(v)
-    # at the page's first row: the next set/clear is in this page, and it is a clear
-    in_page = pl.when(V.is_not_null()).then(pl.col(P)).backward_fill() == pl.col(P)
-    first_clear = in_page & ~V.backward_fill()
-    return pl.col("_infer") & pl.when(F).then(first_clear.fill_null(False)).forward_fill()
-
-
-def _offset_big(n: int, bound: int) -> int | None:
-    """Offset step for `_seg_cummin`, or None when values could collide."""
-    big = 1 << (62 - (n + 1).bit_length())
-    return big if 4 * bound + 4 < big // 2 else None
-
-
-def _states(narrow: pl.DataFrame, kernel: str | None) -> pl.DataFrame:
-    """State columns of every row, sorted by (page, seq); pageless rows last with null state.
-
-    Adds `_row` (the row's position in `narrow`), `_first`/`_last` (page edges), `pkey`,
-    `generation`, the resolved `dev`/`ino`/`index`, the file key `_fdev`/`_fino`/`_findex`
-    and the raise flags the intervals need.
-    """
-    flags = foll_flags_for(kernel)
-    write, longterm = flags["FOLL_WRITE"], flags["FOLL_LONGTERM"]
-    n = narrow.height
-    refs = pl.col("refs").cast(pl.Int64).abs().fill_null(1)
-    bound = narrow.select(refs.sum()).item() or 0
-    big = _offset_big(n, int(bound))
-    kind = pl.col("kind")
-    pageless = identity.is_pageless(kind, pl.col("pfn"), pl.col("ino"), pl.col("index"))
-    is_file = pl.col("pfn").is_null() & ~pl.col("_pageless")
-    base = narrow.lazy().with_columns(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), pageless.alias("_pageless")
-    )
-    base = base.with_columns(
-        pl.when(is_file).then(pl.col(c)).alias(f"_f{c}") for c in ("dev", "ino", "index")
-    )
-    # pfn pages, then file pages; stable sorts keep seq order in a page. Pageless rows carry no
-    # state: they are appended after the live ones at the end.
-    live = ~pl.col("_pageless")
-    lf = pl.concat(
-        [
-            base.filter(live & pl.col("pfn").is_not_null()).sort("pfn", maintain_order=True),
-            base.filter(is_file).sort(
-                ["_fdev", "_fino", "_findex"], maintain_order=True, nulls_last=True
-            ),
-        ]
-    )
-    lf = identity.with_generation(lf, "_gen")
-    lf = lf.with_columns(
-        pl.when(pl.col("pfn").is_null()).then(pl.lit(0, pl.Int32)).otherwise(pl.col("_gen"))
-        .cast(pl.Int32).alias("generation")
-    ).drop("_gen")  # fmt: skip
-    keys = ["_pageless", "pfn", "generation", "_fdev", "_fino", "_findex"]
-    changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in keys])
-    first = changed | (pl.int_range(pl.len()) == 0)
-    lf = lf.with_columns(first.alias("_first")).with_columns(
-        pl.col("_first").cast(pl.Int64).cum_sum().alias(P),
-        pl.col("_first").shift(-1, fill_value=True).alias("_last"),
-    )
-    gup = pl.col("gup_flags").cast(pl.Int64).fill_null(0)
-    acquire = kind.is_in(["pin", "get"])
-    r = pl.col("_r")
-    infer = (pl.col("generation") == 0) & (pl.when(F).then(kind).forward_fill() != "alloc")
-    lf = lf.with_columns(
-        infer.alias("_infer"),
-        (acquire & ((gup & write) != 0)).alias("_w_raise"),
-        (acquire & ((gup & longterm) != 0)).alias("_l_raise"),
-        (kind == "pin").alias("_pin_raise"),
-        refs.alias("_r"),
-    )
-    lf = lf.with_columns(
-        pl.when(kind == "pin").then(r).when(kind == "unpin").then(-r).otherwise(0).alias("_d_pins"),
-        pl.when(kind == "get").then(r).when(kind == "put").then(-r).otherwise(0).alias("_d_gets"),
-        seg_cumsum(pl.when(pl.col("_w_raise")).then(r).otherwise(0)).alias("_A_w"),
-        seg_cumsum(pl.when(pl.col("_l_raise")).then(r).otherwise(0)).alias("_A_l"),
-        (~pl.col("_infer") | seg_seen(kind == "pin")).alias("_k_pins"),
-        (~pl.col("_infer") | seg_seen(kind == "get")).alias("_k_gets"),
-        pl.when(kind == "wb_start").then(True).when(kind == "wb_end").then(False).alias("_v_wb"),
-        pl.when(kind == "cache_add")
-        .then(True)
-        .when(kind.is_in(["cache_del", "truncate"]))
-        .then(False)
-        .alias("_v_cached"),
-    )
-    lf = _counter(lf, "pins", big)
-    lf = _counter(lf, "gets", big)
-    lf = lf.with_columns(
-        _min_rule("writable_pins", "_A_w", big), _min_rule("longterm_pins", "_A_l", big)
-    ).with_columns(
-        _before("writable_pins_after", pl.lit(0, pl.Int64)).alias("writable_pins_before"),
-        _before("longterm_pins_after", pl.lit(0, pl.Int64)).alias("longterm_pins_before"),
-    )
-    count = pl.when((kind == "ref") & pl.col("count").is_not_null()).then(pl.col("count"))
-    rc = seg_ffill(count.cast(pl.Int64), pl.lit(_NO_COUNT, pl.Int64))
-    dirty = (
-        pl.when(kind == "dirty")
-        .then(True)
-        .when(kind.is_in(["mkclean", "wb_start", "cache_del", "truncate"]))
-        .then(False)
-    )
-    buf = pl.when(kind == "mkwrite").then(2).when(kind == "free_buffers").then(1).cast(pl.UInt8)
-    src = kind.is_in(["cache_add", "cache_del"]) & pl.col("ino").is_not_null()
-    pos = pl.int_range(pl.len(), dtype=pl.Int64)
-    lf = lf.with_columns(
-        pl.when(rc != _NO_COUNT).then(rc).alias("refcount_after"),
-        seg_ffill(dirty, pl.lit(False)).alias("dirty_after"),
-        _flag_init("_v_wb").alias("_init_wb"),
-        _flag_init("_v_cached").alias("_init_cached"),
-        seg_ffill(buf, pl.lit(0, pl.UInt8)).alias("_buf_after"),
-        seg_ffill(pl.when(src).then(pos), pl.lit(-1)).alias("_src"),
-    ).with_columns(
-        seg_ffill(pl.col("_v_wb"), pl.col("_init_wb")).alias("writeback_after"),
-        seg_ffill(pl.col("_v_cached"), pl.col("_init_cached")).alias("cached_after"),
-    )
-    # buffers codes 0/1/2 index the enum's categories: a gather from them, not a hash lookup
-    names = pl.lit(pl.Series(_BUFFER_NAMES, dtype=BUFFERS))
-    file_id = [
-        pl.when(pl.col("pfn").is_null())
-        .then(pl.col(c))
-        .when(pl.col("_src") >= 0)
-        .then(pl.col(c).gather(pl.col("_src").clip(lower_bound=0)))
-        .alias(c)
-        for c in ("dev", "ino", "index")
-    ]
-    lf = lf.with_columns(
-        _before("refcount_after", None).alias("refcount_before"),
-        _before("dirty_after", pl.lit(False)).alias("dirty_before"),
-        _before("writeback_after", pl.col("_init_wb")).alias("writeback_before"),
-        _before("cached_after", pl.col("_init_cached")).alias("cached_before"),
-        names.gather(pl.col("_buf_after")).alias("buffers_after"),
-        names.gather(_before("_buf_after", pl.lit(0, pl.UInt8))).alias("buffers_before"),
-        (
-            (pl.col("_init_pins") > 0)
-            | (pl.col("_init_gets") > 0)
-            | pl.col("_init_wb")
-            | pl.col("_init_cached")
-        ).alias("inferred_initial"),
-        (
-            (pl.col("_k_pins") & (pl.col("pins_before") + pl.col("_d_pins") < 0))
-            | (pl.col("_k_gets") & (pl.col("gets_before") + pl.col("_d_gets") < 0))
-        ).alias("mismatch"),
-        *file_id,
-    )
-    lf = lf.with_columns(
-        *[pl.col(c).cast(STATE_COLUMNS.get(c, pl.Boolean)) for c in _OUT_STATE],
-    )
-    out = [
-        "_row", P, "_first", "_last", "_pageless", "ts_ns", "line", "pfn", "generation",
-        "dev", "ino", "index", "_fdev", "_fino", "_findex", "_pin_raise", "_w_raise",
-        "_l_raise", *_OUT_STATE,
-    ]  # fmt: skip
-    # pageless rows: null state; their own file columns where they name no pfn
-    pageless = base.filter(pl.col("_pageless")).select(
-        "_row", "_pageless", "ts_ns", "line", "pfn", "_fdev", "_fino", "_findex",
-        *[pl.when(pl.col("pfn").is_null()).then(pl.col(c)).alias(c) for c in _FILE_COLS],
-    )  # fmt: skip
-    return pl.concat([lf.select(out), pageless], how="diagonal_relaxed").collect(engine="in-memory")
-
-
-__all__ = ["EVENTS_SCHEMA", "ReplayResult", "replay_events", "replay_resolved"]
+__all__ = ["EVENTS_SCHEMA", "ReplayResult", "TraceReplay", "replay_events"]

@@ -1,12 +1,14 @@
 """The replay driver: dataset in, derived/page_events and derived/intervals out.
 
-Per trace: one pass over the narrow identity columns (replay order, head pfns, file-only
-resolution: they map keys to other keys, so they need the whole trace), then every event is
-sent to a bucket of resolved page keys and each bucket is replayed on its own. A bucket holds
-whole pages, so its result does not depend on the others: memory stays bounded by the bucket
-size, and buckets could run anywhere. Here WORKERS of them run at once (polars releases the
-GIL), each writing its page_events sorted by (kind, page_id, seq) and its intervals by state,
-in small row groups with statistics, so that a rule's `kind = …` scan reads only that kind.
+Per trace: the identity pass reads the narrow columns once (replay order, page slots, what
+initial-state inference needs), then the events stream through the state core in replay order,
+BATCH_ROWS at a time: a trace already in (ts_ns, line) order, as most are, is read straight from
+its Parquet parts; one that is not (trace_pipe interleaves CPUs) is first cut into replay-order
+ranges in scratch files. Per-page state is all that crosses batches, so memory is bounded by the
+trace's pages and one batch, not by its events. Each batch's page_events are written as one part
+file grouped by (kind, page_id, seq), and the spans closed in it as one intervals part grouped by
+state, in small row groups with statistics, so that a rule's `kind = …` scan reads only that
+kind. The state pass of one batch overlaps the Parquet writing of the previous ones.
 ReplaySummary.stages says where the time went.
 
 derived/replay.json fingerprints what the output was built from; a matching fingerprint means
@@ -21,10 +23,9 @@ import json
 import resource
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,10 @@ from ingest.schema import EVENTS_SCHEMA, FORMAT_VERSION
 from replay import core, identity
 
 # Bump when replay's output for the same events changes: it invalidates every derived/.
-REPLAY_VERSION = "1"
+REPLAY_VERSION = "2"
 STAMP = "replay.json"
-# Events per bucket: bounds the state core's memory (≈ 300 bytes per event in flight); WORKERS
-# buckets are replayed at once, one per core.
-BUCKET_ROWS = 1_500_000
+# Events per batch: bounds what is in flight (≈ 300 bytes per event in page_events before it is
+# written); WORKERS written parts at most wait behind the state pass.
 WORKERS = 2
 # Small row groups: a scan for one kind or state reads only the groups that hold it.
 ROW_GROUP_ROWS = 65_536
@@ -55,7 +55,7 @@ class ReplaySummary:
     events: int
     page_events: int
     intervals: int
-    buckets: int
+    parts: int
     seconds: float
     # per stage: wall and process CPU seconds, and the process's peak RSS (MiB) at its end
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -98,7 +98,7 @@ def is_fresh(dataset: Path) -> bool:
 
 
 def replay_dataset(
-    dataset: Path, *, force: bool = False, bucket_rows: int = BUCKET_ROWS
+    dataset: Path, *, force: bool = False, batch_rows: int = BATCH_ROWS
 ) -> ReplaySummary:
     """Build derived/ (page_events, intervals) unless it is fresh; drops stale findings."""
     t0 = time.perf_counter()
@@ -111,25 +111,25 @@ def replay_dataset(
             return ReplaySummary(
                 dataset, False, len(traces), stamp.get("events", 0),
                 stamp.get("page_events", 0), stamp.get("intervals", 0),
-                stamp.get("buckets", 0), time.perf_counter() - t0,
+                stamp.get("parts", 0), time.perf_counter() - t0,
             )  # fmt: skip
         # Nothing derived survives a rebuild half-done: the stamp goes first, findings too.
         (derived / STAMP).unlink(missing_ok=True)
         shutil.rmtree(derived / "findings", ignore_errors=True)
-        totals = {"events": 0, "page_events": 0, "intervals": 0, "buckets": 0}
+        totals = {"events": 0, "page_events": 0, "intervals": 0, "parts": 0}
         stages: dict[str, dict[str, float]] = {}
         with (
             ds.atomic_dir(dataset, f"{ds.DERIVED}/page_events") as pe_dir,
             ds.atomic_dir(dataset, f"{ds.DERIVED}/intervals") as iv_dir,
         ):
             for t in traces:
-                counts = _replay_trace(dataset, t, pe_dir, iv_dir, bucket_rows, stages)
+                counts = _replay_trace(dataset, t, pe_dir, iv_dir, batch_rows, stages)
                 for k, v in counts.items():
                     totals[k] += v
         ds.write_json(derived / STAMP, {"fingerprint": fingerprint(traces), **totals})
     return ReplaySummary(
         dataset, True, len(traces), totals["events"], totals["page_events"],
-        totals["intervals"], totals["buckets"], time.perf_counter() - t0, stages,
+        totals["intervals"], totals["parts"], time.perf_counter() - t0, stages,
     )  # fmt: skip
 
 
@@ -138,162 +138,137 @@ def _replay_trace(
     trace: dict[str, Any],
     pe_dir: Path,
     iv_dir: Path,
-    bucket_rows: int,
+    batch_rows: int,
     stages: dict[str, dict[str, float]],
 ) -> dict[str, int]:
     tid = trace["trace_id"]
     events = ds.scan(dataset, "events").filter(pl.col("trace_id") == tid)
     lost = ds.scan(dataset, "lost").filter(pl.col("trace_id") == tid).collect()
     with _stage(stages, "identity"):
-        # replay order first, then the key columns: ts_ns is not held through the resolution
         order = events.select("line", "ts_ns").collect()
         n = order.height
         if n == 0:
-            return {"events": 0, "page_events": 0, "intervals": 0, "buckets": 0}
-        if order.get_column("ts_ns").null_count():
+            return {"events": 0, "page_events": 0, "intervals": 0, "parts": 0}
+        ts = order.get_column("ts_ns")
+        if ts.null_count():
             bad = order.filter(pl.col("ts_ns").is_null()).get_column("line")[0]
             raise InputError(
                 f"{dataset}: trace {tid} line {bad}: event without a timestamp; expected every "
                 "event to have one (re-ingest the trace)"
             )
-        seq = identity.order_of(order)
+        in_order = bool(identity.order_of(order).is_sorted())
         start = trace.get("first_ts_ns")
         end = trace.get("last_ts_ns")
-        start = order.get_column("ts_ns").min() if start is None else start
-        end = order.get_column("ts_ns").max() if end is None else end
-        line = order.get_column("line")
-        del order
-        keys = events.select(c for c in identity.IDENTITY_COLUMNS if c not in ("line", "ts_ns"))
-        narrow = keys.collect().with_columns(seq)
-        if narrow.height != n:
+        start = ts.min() if start is None else start
+        end = ts.max() if end is None else end
+        del order, ts
+        # in replay order already: the identity pass reads its columns one at a time
+        narrow: pl.DataFrame | pl.LazyFrame = events.select(identity.IDENTITY_COLUMNS)
+        if not in_order:
+            narrow = narrow.collect().sort("ts_ns", "line")
+        replay = core.TraceReplay(
+            tid, narrow, lost, kernel=trace.get("kernel"), trace_start_ts=start,
+            trace_end_ts=end,
+        )  # fmt: skip
+        del narrow
+        if replay.n != n:
             raise InputError("events changed while being replayed: run `pinscope replay` again")
-        rpfn = identity.resolve_pfns(narrow)
-        nb = max(1, -(-n // bucket_rows))
-        ident = pl.DataFrame({"line": line, "seq": seq, "_rpfn": rpfn})
-        ident = ident.with_columns(_bucket(narrow, rpfn, nb))
-        del narrow, line, seq, rpfn
-    kernel = trace.get("kernel")
+    counts = {"events": n, "page_events": 0, "intervals": 0, "parts": 0}
+    pending: list[Future[None]] = []
 
-    def write(bucket: int, res: core.ReplayResult) -> None:
-        # intervals by state (stable: a state's spans stay in page order), as page_events come
-        # by kind: nearly every rule filters on one state or kind, and with small row groups
-        # and their min/max statistics the Parquet reader skips all the others
-        ivs = res.intervals.sort(pl.col("state").to_physical(), maintain_order=True)
-        for root, df in ((pe_dir, res.page_events), (iv_dir, ivs)):
-            out = root / f"trace_id={tid}" / f"bucket={bucket:03d}"
+    def write(part: int, pe: pl.DataFrame | None, iv: pl.DataFrame) -> None:
+        # intervals by state (stable: spans stay in the order they closed), page_events by
+        # kind, page, seq: nearly every rule filters on one state or kind, and with small row
+        # groups and their min/max statistics the Parquet reader skips all the others
+        iv = iv.sort(pl.col("state").to_physical(), maintain_order=True)
+        for root, df in ((pe_dir, pe), (iv_dir, iv)):
+            if df is None or (df.height == 0 and root is iv_dir and part > 0):
+                continue
+            out = root / f"trace_id={tid}"
             out.mkdir(parents=True, exist_ok=True)
             # lz4, not zstd: a scan decompresses every page of the row groups it reads, and
             # lz4 decodes several times faster
             df.write_parquet(
-                out / "part.parquet",
+                out / f"part-{part:05d}.parquet",
                 compression="lz4",
                 statistics=True,
                 row_group_size=ROW_GROUP_ROWS,
             )
 
-    def job(bucket: int, load: Callable[[], pl.DataFrame]) -> tuple[int, int]:
-        res = core.replay_resolved(
-            load(), lost, kernel=kernel, trace_start_ts=start, trace_end_ts=end, page_order=True
-        )
-        write(bucket, res)
-        return res.page_events.height, res.intervals.height
-
-    if nb == 1:
-        with _stage(stages, "replay+write"):
-            whole = [_attach(events.collect(), ident)]
-            del ident
-            done = [job(0, whole.pop)]
-    else:
-        box = [ident]  # the shuffle drops the last reference once the buckets are cut
-        del ident
-        done = _shuffle(dataset, events, box, job, stages)
-    return {
-        "events": n,
-        "page_events": sum(p for p, _ in done),
-        "intervals": sum(i for _, i in done),
-        "buckets": nb,
-    }
-
-
-def _shuffle(
-    dataset: Path,
-    events: pl.LazyFrame,
-    box: list[pl.DataFrame],
-    job: Callable[[int, Callable[[], pl.DataFrame]], tuple[int, int]],
-    stages: dict[str, dict[str, float]],
-) -> list[tuple[int, int]]:
-    """Split the trace's events into bucket files (Arrow IPC scratch), then replay each.
-
-    Both phases keep WORKERS threads busy (polars releases the GIL): batches are cut while the
-    next one is read, and WORKERS buckets are replayed and written at once, each loading its
-    own rows when it starts, so at most WORKERS buckets are in memory.
-    """
-    ident = box.pop()
-    scratch = ds.new_tmp_dir(dataset)
-    try:
-        for b in ident.get_column("_bucket").unique().to_list():
-            (scratch / f"{b:03d}").mkdir()
-
-        def cut(i: int, part: pl.DataFrame) -> None:
-            for (b,), piece in part.partition_by("_bucket", as_dict=True).items():
-                piece.drop("_bucket").write_ipc(
-                    scratch / f"{b:03d}" / f"{i:06d}.arrow", compression="uncompressed"
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        part = 0
+        for batch in _batches(dataset, events, in_order, n, batch_rows, stages):
+            with _stage(stages, "state"):
+                row = replay.row
+                batch = batch.with_columns(
+                    pl.int_range(row, row + batch.height, dtype=pl.Int64).alias("seq")
                 )
-
-        with _stage(stages, "shuffle"), ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            pending: list[Future[None]] = []
-            offset = 0
-            for i, batch in enumerate(events.collect_batches(chunk_size=BATCH_ROWS)):
-                part = _attach(batch, ident.slice(offset, batch.height))
-                offset += batch.height
+                pe, iv = replay.batch(batch, grouped=True)
                 del batch
-                while len(pending) >= WORKERS:  # bounded: WORKERS batches in flight
-                    pending.pop(0).result()
-                pending.append(pool.submit(cut, i, part))
-                del part
+            counts["page_events"] += pe.height
+            counts["intervals"] += iv.height
+            while len(pending) >= WORKERS:  # bounded: WORKERS parts in flight
+                pending.pop(0).result()
+            pending.append(pool.submit(write, part, pe, iv))
+            del pe, iv
+            part += 1
+        if replay.row != n:
+            raise InputError("events changed while being replayed: run `pinscope replay` again")
+        with _stage(stages, "state"):
+            last = replay.finish()
+        counts["intervals"] += last.height
+        pending.append(pool.submit(write, part, None, last))
+        with _stage(stages, "write"):
             for f in pending:
                 f.result()
-        if offset != ident.height:
-            raise InputError("events changed while being replayed: run `pinscope replay` again")
-        del ident
+    counts["parts"] = part
+    return counts
 
-        def load(d: Path) -> pl.DataFrame:
-            ev = pl.read_ipc(sorted(d.glob("*.arrow")))  # one scan: cheaper than a concat
-            shutil.rmtree(d)
-            return ev
 
-        with _stage(stages, "replay+write"), ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            futures = [
-                pool.submit(job, int(d.name), partial(load, d)) for d in sorted(scratch.iterdir())
-            ]
-            try:
-                return [f.result() for f in futures]
-            finally:
-                for f in futures:
-                    f.cancel()
+def _batches(
+    dataset: Path,
+    events: pl.LazyFrame,
+    in_order: bool,
+    n: int,
+    batch_rows: int,
+    stages: dict[str, dict[str, float]],
+) -> Iterator[pl.DataFrame]:
+    """The trace's events in replay order, batch_rows at a time, canonical columns."""
+    cols = [pl.col(c).cast(t) for c, t in EVENTS_SCHEMA.items()]
+    if in_order:
+        it = events.collect_batches(chunk_size=batch_rows)
+        while True:
+            with _stage(stages, "read"):
+                batch = next(it, None)
+            if batch is None:
+                return
+            yield batch.select(cols)
+        return
+    # out of order: cut into replay-order ranges (scratch Arrow IPC), then each range sorted
+    scratch = ds.new_tmp_dir(dataset)
+    try:
+        with _stage(stages, "read"):
+            offset = 0
+            order = events.select("ts_ns", "line").collect()
+            seq = identity.order_of(order)
+            del order
+            for i, batch in enumerate(events.collect_batches(chunk_size=batch_rows)):
+                part = batch.select(cols).with_columns(
+                    (seq.slice(offset, batch.height) // batch_rows).cast(pl.UInt32).alias("_r"),
+                    seq.slice(offset, batch.height).alias("_seq"),
+                )
+                offset += batch.height
+                for (r,), piece in part.partition_by("_r", as_dict=True).items():
+                    d = scratch / f"{r:06d}"
+                    d.mkdir(exist_ok=True)
+                    piece.drop("_r").write_ipc(d / f"{i:06d}.arrow", compression="uncompressed")
+            del seq
+            if offset != n:
+                raise InputError("events changed while being replayed: run `pinscope replay` again")
+        for d in sorted(scratch.iterdir()):
+            with _stage(stages, "read"):
+                batch = pl.read_ipc(sorted(d.glob("*.arrow"))).sort("_seq").drop("_seq")
+                shutil.rmtree(d)
+            yield batch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _bucket(narrow: pl.DataFrame, rpfn: pl.Series, nb: int) -> pl.Series:
-    """Bucket of each row's resolved page key: the pfn, else the file key; pageless → 0."""
-    keys = narrow.select(
-        pl.when(rpfn.is_not_null())
-        .then(pl.lit(rpfn).hash(1))
-        .otherwise(pl.struct("dev", "ino", "index").hash(2))
-        .alias("h")
-    ).get_column("h")
-    return (keys % nb).cast(pl.UInt32).alias("_bucket")
-
-
-def _attach(ev: pl.DataFrame, ident: pl.DataFrame) -> pl.DataFrame:
-    """Canonical event columns plus seq, traced and resolved pfn (rows in the same order)."""
-    if ev.height != ident.height or not ev.get_column("line").equals(ident.get_column("line")):
-        raise InputError("events changed while being replayed: run `pinscope replay` again")
-    ev = ev.select([pl.col(c).cast(t) for c, t in EVENTS_SCHEMA.items()])
-    return ev.with_columns(
-        ident.get_column("seq"),
-        pl.col("pfn").alias("event_pfn"),
-        ident.get_column("_rpfn").alias("pfn"),
-        *([ident.get_column("_bucket")] if "_bucket" in ident.columns else []),
-    )

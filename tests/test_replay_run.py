@@ -1,4 +1,4 @@
-"""The replay driver over a real on-disk dataset: buckets, freshness, DuckDB views, CLI."""
+"""The replay driver over a real on-disk dataset: batches, freshness, DuckDB views, CLI."""
 
 from __future__ import annotations
 
@@ -78,8 +78,8 @@ def _derived(root: Path, table: str) -> pl.DataFrame:
 def test_buckets_give_the_same_tables_as_one_in_memory_replay(tmp_path):
     ev = _events("t1")
     root = _make_dataset(tmp_path / "ds", {"t1": ev})
-    s = replay_dataset(root, bucket_rows=37)  # forces many buckets and the shuffle path
-    assert s.rebuilt and s.buckets > 1 and s.events == ev.height
+    s = replay_dataset(root, batch_rows=37)  # forces many buckets and the shuffle path
+    assert s.rebuilt and s.parts > 1 and s.events == ev.height
     lost = ds.scan(root, "lost").collect()
     want = replay_events(ev, lost, kernel="6.8.0")
     got_pe = _derived(root, "page_events").sort("seq")
@@ -160,39 +160,40 @@ def test_cli_replay_then_reuse(tmp_path):
     assert r2.exit_code == 0 and "up to date" in r2.output
 
 
-@pytest.mark.parametrize("bucket_rows", [1, 10_000])
-def test_timestampless_event_is_rejected(tmp_path, bucket_rows):
+@pytest.mark.parametrize("batch_rows", [1, 10_000])
+def test_timestampless_event_is_rejected(tmp_path, batch_rows):
     ev = _events("t1", 2).with_columns(
         pl.when(pl.col("line") == 3).then(None).otherwise(pl.col("ts_ns")).alias("ts_ns")
     )
     root = _make_dataset(tmp_path / "ds", {"t1": ev})
     with pytest.raises(ds.InputError, match="line 3"):
-        replay_dataset(root, bucket_rows=bucket_rows)
+        replay_dataset(root, batch_rows=batch_rows)
 
 
-@pytest.mark.parametrize("bucket_rows", [37, 10_000])
-def test_part_files_are_sorted_by_kind_and_page(tmp_path, bucket_rows):
-    """The rules filter on one kind (or state) at a time: each page_events part file holds
-    whole pages, in (kind, page_id, seq) order with pageless events (forks) last in their kind,
-    and intervals come by state; row groups carry the min/max statistics that let a scan skip
-    the other kinds."""
+@pytest.mark.parametrize("batch_rows", [37, 10_000])
+def test_part_files_are_sorted_by_kind_and_page(tmp_path, batch_rows):
+    """The rules filter on one kind (or state) at a time: each page_events part file holds one
+    stretch of replay order, grouped in (kind, page_id, seq) order with pageless events (forks)
+    last in their kind, and intervals come by state; row groups carry the min/max statistics
+    that let a scan skip the other kinds."""
     import pyarrow.parquet as pq
 
     ev = _events("t1")
     root = _make_dataset(tmp_path / "ds", {"t1": ev})
-    replay_dataset(root, bucket_rows=bucket_rows)
+    replay_dataset(root, batch_rows=batch_rows)
     parts = sorted((root / ds.DERIVED / "page_events").rglob("*.parquet"))
-    assert parts
-    seen_pages: set[str] = set()
+    assert len(parts) == -(-ev.height // batch_rows)
+    next_seq = 0
     for part in parts:
         df = pl.read_parquet(part)
         want = df.sort(pl.col("kind").to_physical(), "page_id", "seq", nulls_last=True)
         assert df.select("kind", "page_id", "seq").equals(want.select("kind", "page_id", "seq"))
-        pages = set(df["page_id"].drop_nulls())
-        assert not pages & seen_pages, "a page is split across part files"
-        seen_pages |= pages
+        # consecutive stretches of replay order, in file-name order
+        assert df["seq"].min() == next_seq and df["seq"].max() == next_seq + df.height - 1
+        next_seq += df.height
         kind = pq.ParquetFile(part).metadata.row_group(0).column(df.columns.index("kind"))
         assert kind.statistics is not None and kind.statistics.has_min_max
+    assert next_seq == ev.height
     assert "fork" in set(pl.read_parquet(parts).filter(pl.col("page_id").is_null())["kind"])
     for part in sorted((root / ds.DERIVED / "intervals").rglob("*.parquet")):
         st = pl.read_parquet(part, columns=["state"])["state"].to_physical()

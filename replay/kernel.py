@@ -1,0 +1,641 @@
+"""The compiled per-event state machine: docs/replay.md, one pass over events in replay order.
+
+Two passes, both numba-compiled walks over plain arrays (no Python runs per event):
+
+- `identity_pass` (whole trace, narrow columns): head and file-only resolution, generations, a
+  dense page slot per event, and what initial-state inference needs to know about each page
+  before its first event is replayed (the releases before its first raise, its first writeback
+  and cache events). Keys are found with open-addressing hash tables, so nothing is sorted.
+- `state_pass` (batch by batch): per-page counters and flags held in arrays indexed by page slot,
+  so memory is O(pages), not O(events). It writes each event's state before and after, closes
+  spans as they fall (their start kept in a pool of open spans) and lists the rows that raise a
+  pin span, for its holders.
+
+The reference oracle (replay/reference.py) executes the same spec in plain Python; the property
+tests hold the two to identical tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ingest.schema import KINDS
+
+_K = {k: i for i, k in enumerate(KINDS)}
+K_PIN, K_UNPIN, K_GET, K_PUT, K_REF = _K["pin"], _K["unpin"], _K["get"], _K["put"], _K["ref"]
+K_DIRTY, K_MKCLEAN, K_WB_START, K_WB_END = _K["dirty"], _K["mkclean"], _K["wb_start"], _K["wb_end"]
+K_CACHE_ADD, K_CACHE_DEL, K_TRUNCATE = _K["cache_add"], _K["cache_del"], _K["truncate"]
+K_FREE_BUFFERS, K_MKWRITE, K_ALLOC, K_FREE = (
+    _K["free_buffers"],
+    _K["mkwrite"],
+    _K["alloc"],
+    _K["free"],
+)
+K_FORK = _K["fork"]
+
+# resolve_pass page rows.
+PGR_PFN, PGR_GEN, PGR_INFER, PGR_ROW = range(4)
+N_PGR = 4
+# Page table columns (state_pass `pg_i`, `pg_u`).
+PG_PFN, PG_GEN, PG_DEV, PG_INO, PG_INDEX, PG_INIT_PINS, PG_INIT_GETS = range(7)
+PG_IS_PFN, PG_DEV_V, PG_INIT_WB, PG_INIT_CACHED, PG_INFER = range(5)
+# Per-page state (state_pass `st`): one 128-byte row per page, carried from one batch to the
+# next, so that an event touches two cache lines of its page, not one per array.
+S_PINS, S_GETS, S_WR, S_LT, S_REFC, S_IDEV, S_IINO, S_IINDEX, S_FLAGS = range(9)
+S_OPEN = 9  # S_OPEN + s: pool row of the page's open span of state s, or -1
+N_ST = 16
+# S_FLAGS bits
+B_STARTED, B_PKNOWN, B_GKNOWN, B_REFC_V, B_DIRTY, B_WB, B_CACHED = 1, 2, 4, 8, 16, 32, 64
+B_BUF_SHIFT = 7  # two bits: 0 unknown, 1 no, 2 yes
+B_IDENT, B_IDEV_V, B_IINDEX_V, B_IS_PFN, B_INFERRED = 512, 1024, 2048, 4096, 8192
+B_SPAN_IDENT = 1 << 14  # << s: the open span of state s has its file identity
+# Open spans (pool rows) and emitted spans (out rows).
+SP_ID, SP_START_ROW, SP_START_TS, SP_START_LINE, SP_DEV, SP_INO, SP_INDEX, SP_PAGE = range(8)
+SP_IDENT, SP_DEV_V, SP_INDEX_V, SP_OPEN_START = range(4)
+N_SP_I64, N_SP_U8 = 8, 4
+# Emitted span columns beyond the pool's: end row/ts/line and state.
+OUT_END_ROW, OUT_END_TS, OUT_END_LINE, OUT_STATE = 8, 9, 10, 11
+N_OUT_I64 = 12
+# Per-event outputs (`ev_i64` columns: before/after of the five counters).
+E_PINS_B, E_PINS_A, E_WR_B, E_WR_A, E_LT_B, E_LT_A, E_GETS_B, E_GETS_A = range(8)
+E_REFC_B, E_REFC_A, E_DEV, E_INO, E_INDEX = 8, 9, 10, 11, 12
+N_EV_I64 = 13
+# `ev_u8` columns.
+(
+    F_REFC_B_V, F_REFC_A_V, F_DIRTY_B, F_DIRTY_A, F_WB_B, F_WB_A, F_CACHED_B, F_CACHED_A,
+    F_BUF_B, F_BUF_A, F_INFERRED, F_MISMATCH, F_DEV_V, F_INO_V, F_INDEX_V,
+) = range(15)  # fmt: skip
+N_EV_U8 = 15
+N_STATES = 6  # pinned, writable_pinned, longterm_pinned, writeback, dirty, cached
+
+_EMPTY = np.int64(-1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _hash(a: np.uint64, b: np.uint64, c: np.uint64) -> np.uint64:
+    # splitmix64's finalizer over a combination of the three words
+    h = a ^ (b * np.uint64(0x9E3779B97F4A7C15)) ^ (c * np.uint64(0xC2B2AE3D27D4EB4F))
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
+
+
+@njit(cache=True, nogil=True)
+def _find(t, a, b, c):
+    """Row of key (a, b, c) in table t (rows: a, b, c, id + 1; 0 = empty): where it is, or
+    the empty row where it goes."""
+    mask = np.uint64(t.shape[0] - 1)
+    i = _hash(a, b, c) & mask
+    while True:
+        j = np.int64(i)
+        if t[j, 3] == 0 or (t[j, 0] == a and t[j, 1] == b and t[j, 2] == c):
+            return j
+        i = (i + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def _id(t, j):
+    """The id stored at row j, or -1 for an empty row."""
+    return np.int64(t[j, 3]) - 1
+
+
+@njit(cache=True, nogil=True)
+def _put(t, j, a, b, c, v):
+    t[j, 0], t[j, 1], t[j, 2], t[j, 3] = a, b, c, np.uint64(v + 1)
+
+
+@njit(cache=True, nogil=True)
+def _grow_table(t):
+    new = np.zeros((t.shape[0] * 2, 4), np.uint64)
+    for j in range(t.shape[0]):
+        if t[j, 3] != 0:
+            p = _find(new, t[j, 0], t[j, 1], t[j, 2])
+            new[p, 0], new[p, 1], new[p, 2], new[p, 3] = t[j, 0], t[j, 1], t[j, 2], t[j, 3]
+    return new
+
+
+@njit(cache=True, nogil=True)
+def _grow_rows(a, n):
+    """`a` with room for at least n rows (doubling), rows beyond its old size zeroed."""
+    if n <= a.shape[0]:
+        return a
+    size = max(a.shape[0] * 2, n, 16)
+    out = np.zeros((size, a.shape[1]), a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _lookup(t, a, b, c):
+    """Id of key (a, b, c), or -1."""
+    return _id(t, _find(t, a, b, c))
+
+
+@intrinsic
+def prefetch_row(typingctx, arr, row):
+    """Ask the CPU to bring arr[row] into cache: rows the loop reaches a few events later.
+
+    The per-page arrays are far larger than the caches and an event's page is unknown until
+    its row is read, so without this every event waits on memory in turn.
+    """
+    sig = types.void(arr, row)
+
+    def codegen(context, builder, signature, args):
+        ary, r = args
+        aryty = signature.args[0]
+        r = context.cast(builder, r, signature.args[1], types.intp)
+        a = context.make_array(aryty)(context, builder, ary)
+        zero = context.get_constant(types.intp, 0)
+        idx = [r] + [zero] * (aryty.ndim - 1)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, a, idx, wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # read, high locality, data cache
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+AHEAD = 12  # events ahead to prefetch
+
+
+@njit(cache=True, nogil=True)
+def dense_ids(a, b, c, valid, cap):
+    """Dense id (0, 1, … in order of first appearance) of each row's key (a, b, c); -1 where
+    not valid. `cap` (a power of two) should be at least twice the distinct keys: the table
+    then never grows and the rows a few ahead are prefetched. Returns (ids, table)."""
+    n = a.shape[0]
+    t = np.zeros((cap, 4), np.uint64)
+    ids = np.full(n, -1, np.int32)
+    m = 0
+    for r in range(n):
+        if r + AHEAD < n and valid[r + AHEAD]:
+            h = _hash(a[r + AHEAD], b[r + AHEAD], c[r + AHEAD]) & np.uint64(t.shape[0] - 1)
+            prefetch_row(t, np.int64(h))
+        if not valid[r]:
+            continue
+        if 2 * m >= t.shape[0]:
+            t = _grow_table(t)
+        j = _find(t, a[r], b[r], c[r])
+        v = _id(t, j)
+        if v < 0:
+            v = m
+            _put(t, j, a[r], b[r], c[r], v)
+            m += 1
+        ids[r] = v
+    return ids, t
+
+
+@njit(cache=True, nogil=True)
+def lookup_ids(t, a, valid):
+    """Id in table t (from dense_ids over one key column) of each valid row's key, or -1."""
+    n = a.shape[0]
+    ids = np.full(n, -1, np.int32)
+    zero = np.uint64(0)
+    for r in range(n):
+        if r + AHEAD < n and valid[r + AHEAD]:
+            prefetch_row(t, np.int64(_hash(a[r + AHEAD], zero, zero) & np.uint64(t.shape[0] - 1)))
+        if valid[r]:
+            ids[r] = _lookup(t, a[r], zero, zero)
+    return ids
+
+
+@njit(cache=True, nogil=True)
+def resolve_pass(kind, order, pid, hid, ext_orders, fid, qid, dev, dev_v, ino, ino_v):
+    """Resolve every event (rows in replay order) to a page slot; describe each page.
+
+    Keys come as dense ids computed beforehand (pid: traced pfn, hid[o]: the aligned head of
+    each folio order o when that head is a traced pfn, fid: (ino, index), qid: (dev, ino,
+    index); -1 where absent), so state is plain arrays indexed by id, prefetched ahead.
+    Clause by clause as docs/replay.md "Page identity" and reference._resolve / _pages.
+    Rows are in replay order, so a row's number is its seq. Returns (slot per event, -1 for
+    pageless; page rows: PGR_* columns).
+    """
+    n = kind.shape[0]
+    n_pfn = 0
+    for r in range(n):
+        n_pfn = max(n_pfn, pid[r] + 1)
+    n_fid = 0
+    n_qid = 0
+    for r in range(n):
+        n_fid = max(n_fid, fid[r] + 1)
+        n_qid = max(n_qid, qid[r] + 1)
+    slot = np.full(n, -1, np.int32)
+    ext = np.zeros((n_pfn, 2), np.int64)  # (order, seq): an extent on this head; 0 freed
+    cache = np.zeros((n_fid, 4), np.int64)  # (0 / 1 add / 2 del, resolved pfn id, dev, dev?)
+    cache[:, 1] = -1
+    # pfn lives: (gen, last kind, had cache_add, ino, ino?, dev, dev?, page); page -1: none yet
+    life = np.zeros((n_pfn, 8), np.int64)
+    life[:, 7] = -1
+    qpage = np.full(n_qid, -1, np.int64)
+    pg = np.zeros((max(16, n // 8), N_PGR), np.int64)
+    n_pages = 0
+    for r in range(n):
+        if r + AHEAD < n:
+            a = pid[r + AHEAD]
+            if a >= 0:
+                prefetch_row(life, a)
+                prefetch_row(ext, a)
+            for oi in range(ext_orders.shape[0]):
+                h = hid[oi, r + AHEAD]
+                if h >= 0:
+                    prefetch_row(ext, h)
+            f = fid[r + AHEAD]
+            if f >= 0:
+                prefetch_row(cache, f)
+        k = kind[r]
+        traced = pid[r] >= 0 and k != K_FORK
+        rp = pid[r] if traced else np.int64(-1)
+        o = order[r]
+        # 1. head pfn: the most recent extent of a matching order on an aligned head
+        if traced and o == 0:
+            best_seq = np.int64(-1)
+            for oi in range(ext_orders.shape[0]):
+                h = hid[oi, r]
+                if h >= 0 and h != pid[r] and ext[h, 0] == ext_orders[oi] and ext[h, 1] > best_seq:
+                    best_seq = ext[h, 1]
+                    rp = h
+        # 2. file-only events: the latest cache event of (ino, index) before this one
+        f = fid[r]
+        if rp < 0 and k != K_FORK and f >= 0 and cache[f, 0] == 1 and cache[f, 1] >= 0:
+            clash = dev_v[r] and cache[f, 3] == 1 and dev[r] != cache[f, 2]
+            if not clash:
+                rp = cache[f, 1]
+        if traced:
+            if k == K_FREE:
+                ext[pid[r], 0] = 0
+            elif o > 0:
+                ext[pid[r], 0] = o
+                ext[pid[r], 1] = r
+        if k in (K_CACHE_ADD, K_CACHE_DEL) and f >= 0:
+            cache[f, 0] = 1 if k == K_CACHE_ADD else 2
+            cache[f, 1] = rp if traced else -1
+            cache[f, 2] = dev[r]
+            cache[f, 3] = 1 if dev_v[r] else 0
+        # 3. pages and generations
+        if k == K_FORK or (rp < 0 and qid[r] < 0):
+            continue
+        gen = np.int64(0)
+        if rp < 0:
+            page = qpage[qid[r]]
+            new_page = page < 0
+        else:
+            new_page = life[rp, 7] < 0
+            if not new_page:
+                ino_differs = (life[rp, 4] == 1) != ino_v[r] or (
+                    ino_v[r] and life[rp, 4] == 1 and life[rp, 3] != np.int64(ino[r])
+                )
+                dev_differs = life[rp, 6] == 1 and dev_v[r] and life[rp, 5] != dev[r]
+                if (
+                    k == K_ALLOC
+                    or life[rp, 1] == K_FREE
+                    or (k == K_CACHE_ADD and life[rp, 2] == 1 and (ino_differs or dev_differs))
+                ):
+                    life[rp, 0] += 1
+                    new_page = True
+            life[rp, 1] = k
+            if k == K_CACHE_ADD:
+                life[rp, 2] = 1
+                life[rp, 3] = np.int64(ino[r])
+                life[rp, 4] = 1 if ino_v[r] else 0
+                life[rp, 5] = dev[r]
+                life[rp, 6] = 1 if dev_v[r] else 0
+            gen = life[rp, 0]
+            page = life[rp, 7]
+        if new_page:
+            page = n_pages
+            n_pages += 1
+            pg = _grow_rows(pg, n_pages)
+            pg[page, PGR_PFN] = rp
+            pg[page, PGR_GEN] = gen
+            pg[page, PGR_INFER] = 1 if (gen == 0 and k != K_ALLOC) else 0
+            pg[page, PGR_ROW] = r  # the page's first event: its file key, for file pages
+            if rp < 0:
+                qpage[qid[r]] = page
+            else:
+                life[rp, 7] = page
+        slot[r] = page
+    return slot, pg[:n_pages]
+
+
+@njit(cache=True, nogil=True)
+def infer_pass(kind, slot, refs, pg):
+    """Per page, what initial-state inference needs (docs/replay.md "Initial-state inference"):
+    the lowest running total of releases before the first raise, for pins and for gets, and
+    whether the first writeback and cache events clear their flag. Returns int64 columns
+    (init pins, init gets, init writeback, init cached) per page."""
+    n = kind.shape[0]
+    n_pages = pg.shape[0]
+    # pin seen, get seen, pins total, lowest, gets total, lowest, first wb (1 set / 2 clear),
+    # first cache event (1 set / 2 clear)
+    acc = np.zeros((n_pages, 8), np.int64)
+    for r in range(n):
+        if r + AHEAD < n and slot[r + AHEAD] >= 0:
+            prefetch_row(acc, slot[r + AHEAD])
+            prefetch_row(pg, slot[r + AHEAD])
+        page = slot[r]
+        if page < 0 or pg[page, PGR_INFER] == 0:
+            continue
+        k = kind[r]
+        if acc[page, 0] == 0:
+            if k == K_PIN:
+                acc[page, 0] = 1
+            elif k == K_UNPIN:
+                acc[page, 2] -= refs[r]
+                acc[page, 3] = min(acc[page, 3], acc[page, 2])
+        if acc[page, 1] == 0:
+            if k == K_GET:
+                acc[page, 1] = 1
+            elif k == K_PUT:
+                acc[page, 4] -= refs[r]
+                acc[page, 5] = min(acc[page, 5], acc[page, 4])
+        if acc[page, 6] == 0:
+            if k == K_WB_START:
+                acc[page, 6] = 1
+            elif k == K_WB_END:
+                acc[page, 6] = 2
+        if acc[page, 7] == 0:
+            if k == K_CACHE_ADD:
+                acc[page, 7] = 1
+            elif k in (K_CACHE_DEL, K_TRUNCATE):
+                acc[page, 7] = 2
+    out = np.zeros((n_pages, 4), np.int64)
+    for page in range(n_pages):
+        out[page, 0] = -acc[page, 3]
+        out[page, 1] = -acc[page, 5]
+        out[page, 2] = 1 if acc[page, 6] == 2 else 0
+        out[page, 3] = 1 if acc[page, 7] == 2 else 0
+    return out
+
+
+def new_state(n_pages: int) -> tuple[np.ndarray, ...]:
+    """Per-page state and an empty open-span pool, before a trace's first batch."""
+    st = np.zeros((n_pages, N_ST), np.int64)
+    st[:, S_OPEN : S_OPEN + N_STATES] = -1
+    pool_i = np.zeros((1024, N_SP_I64), np.int64)
+    pool_u = np.zeros((1024, N_SP_U8), np.uint8)
+    free = np.arange(1023, -1, -1, dtype=np.int64)
+    # counters: [free-list top, next span id]
+    counters = np.array([1024, 0], np.int64)
+    return st, pool_i, pool_u, free, counters
+
+
+@njit(cache=True, nogil=True)
+def _open(pool_i, pool_u, free, counters, page, row, ts, line, start):
+    """A pool row for a new span on page: start row (or inferred: open at start)."""
+    top = counters[0] - 1
+    q = free[top]
+    counters[0] = top
+    pool_i[q, SP_ID] = counters[1]
+    counters[1] += 1
+    pool_i[q, SP_PAGE] = page
+    pool_u[q, SP_OPEN_START] = 1 if start else 0
+    pool_i[q, SP_START_ROW] = row
+    pool_i[q, SP_START_TS] = ts
+    pool_i[q, SP_START_LINE] = line
+    pool_u[q, SP_IDENT] = 0
+    return q
+
+
+@njit(cache=True, nogil=True)
+def _emit(pool_i, pool_u, free, counters, q, s, end_row, end_ts, end_line, out_i, out_u, n_out):
+    for c in range(N_SP_I64):
+        out_i[n_out, c] = pool_i[q, c]
+    for c in range(N_SP_U8):
+        out_u[n_out, c] = pool_u[q, c]
+    out_i[n_out, OUT_END_ROW] = end_row
+    out_i[n_out, OUT_END_TS] = end_ts
+    out_i[n_out, OUT_END_LINE] = end_line
+    out_i[n_out, OUT_STATE] = s
+    free[counters[0]] = q
+    counters[0] += 1
+
+
+@njit(cache=True, nogil=True)
+def state_pass(
+    row0, kind, slot, refs, gup, count, count_v, dev, dev_v, ino, ino_v, index, index_v, ts, line,
+    pg_i, pg_u, write_bit, longterm_bit, st, pool_i, pool_u, free, counters,
+    ev_i, ev_u, out_i, out_u, hold, start,
+):  # fmt: skip
+    """Replay rows start.. of a batch (in replay order; `row0` is the batch's first global row).
+
+    Writes each row's state into ev_i / ev_u (N_EV_* rows), closed spans into out_i /
+    out_u, and (span id, batch row) of each row that raises a held pin state into `hold`.
+    Stops early, returning the row it reached, when the pool or an output is about to fill:
+    the caller grows it and calls again from there. Returns (row reached, spans, holders).
+    """
+    n = kind.shape[0]
+    n_out = 0
+    n_hold = 0
+    r = start
+    while r < n:
+        if r + AHEAD < n and slot[r + AHEAD] >= 0:
+            prefetch_row(st, slot[r + AHEAD])
+        if counters[0] < N_STATES or n_out + N_STATES > out_i.shape[0]:
+            break
+        if n_hold + 3 > hold.shape[0]:
+            break
+        page = slot[r]
+        if page < 0:
+            r += 1
+            continue
+        k = kind[r]
+        g = row0 + r
+        fl = st[page, S_FLAGS]
+        if fl & B_STARTED == 0:
+            # a page's first event: its initial state, inferred by the identity pass
+            fl = B_STARTED
+            st[page, S_PINS] = pg_i[page, PG_INIT_PINS]
+            st[page, S_GETS] = pg_i[page, PG_INIT_GETS]
+            if pg_u[page, PG_INFER] == 0:
+                fl |= B_PKNOWN | B_GKNOWN
+            if pg_u[page, PG_INIT_WB] == 1:
+                fl |= B_WB
+            if pg_u[page, PG_INIT_CACHED] == 1:
+                fl |= B_CACHED
+            if pg_u[page, PG_IS_PFN] == 1:
+                fl |= B_IS_PFN
+            if (
+                pg_i[page, PG_INIT_PINS] > 0
+                or pg_i[page, PG_INIT_GETS] > 0
+                or pg_u[page, PG_INIT_WB] == 1
+                or pg_u[page, PG_INIT_CACHED] == 1
+            ):
+                fl |= B_INFERRED
+            if st[page, S_PINS] > 0:
+                st[page, S_OPEN + 0] = _open(pool_i, pool_u, free, counters, page, g, 0, 0, True)
+            if fl & B_WB:
+                st[page, S_OPEN + 3] = _open(pool_i, pool_u, free, counters, page, g, 0, 0, True)
+            if fl & B_CACHED:
+                st[page, S_OPEN + 5] = _open(pool_i, pool_u, free, counters, page, g, 0, 0, True)
+        nr = refs[r]
+        acquire = k in (K_PIN, K_GET)
+        w_raise = acquire and (gup[r] & write_bit) != 0
+        l_raise = acquire and (gup[r] & longterm_bit) != 0
+        pins_b = st[page, S_PINS]
+        gets_b = st[page, S_GETS]
+        wr_b = st[page, S_WR]
+        lt_b = st[page, S_LT]
+        refc_b = st[page, S_REFC]
+        fl_b = fl
+        pins, gets = pins_b, gets_b
+        mismatch = False
+        if k == K_PIN:
+            fl |= B_PKNOWN
+            pins += nr
+        elif k == K_UNPIN:
+            if pins - nr < 0:
+                mismatch = (fl & B_PKNOWN) != 0
+                pins = 0
+            else:
+                pins -= nr
+        if k == K_GET:
+            fl |= B_GKNOWN
+            gets += nr
+        elif k == K_PUT:
+            if gets - nr < 0:
+                mismatch = mismatch or (fl & B_GKNOWN) != 0
+                gets = 0
+            else:
+                gets -= nr
+        held = pins + gets
+        wr = min(wr_b + (nr if w_raise else 0), held)
+        lt = min(lt_b + (nr if l_raise else 0), held)
+        refc = refc_b
+        if k == K_REF and count_v[r]:
+            refc = count[r]
+            fl |= B_REFC_V
+        if k == K_DIRTY:
+            fl |= B_DIRTY
+        elif k in (K_MKCLEAN, K_WB_START, K_CACHE_DEL, K_TRUNCATE):
+            fl &= ~B_DIRTY
+        if k == K_WB_START:
+            fl |= B_WB
+        elif k == K_WB_END:
+            fl &= ~B_WB
+        if k == K_CACHE_ADD:
+            fl |= B_CACHED
+        elif k in (K_CACHE_DEL, K_TRUNCATE):
+            fl &= ~B_CACHED
+        if k == K_MKWRITE:
+            fl = (fl & ~(3 << B_BUF_SHIFT)) | (2 << B_BUF_SHIFT)
+        elif k == K_FREE_BUFFERS:
+            fl = (fl & ~(3 << B_BUF_SHIFT)) | (1 << B_BUF_SHIFT)
+        if fl & B_IS_PFN:
+            if k in (K_CACHE_ADD, K_CACHE_DEL) and ino_v[r]:
+                fl |= B_IDENT
+                st[page, S_IDEV] = dev[r]
+                st[page, S_IINO] = np.int64(ino[r])
+                st[page, S_IINDEX] = np.int64(index[r])
+                fl = (fl | B_IDEV_V) if dev_v[r] else (fl & ~B_IDEV_V)
+                fl = (fl | B_IINDEX_V) if index_v[r] else (fl & ~B_IINDEX_V)
+        else:
+            # an unresolved file page: its rows keep their own identity (the page key)
+            fl |= B_IDENT | B_IINDEX_V
+            st[page, S_IDEV] = dev[r]
+            st[page, S_IINO] = np.int64(ino[r])
+            st[page, S_IINDEX] = np.int64(index[r])
+            fl = (fl | B_IDEV_V) if dev_v[r] else (fl & ~B_IDEV_V)
+        st[page, S_PINS] = pins
+        st[page, S_GETS] = gets
+        st[page, S_WR] = wr
+        st[page, S_LT] = lt
+        st[page, S_REFC] = refc
+        st[page, S_FLAGS] = fl
+        known = (fl & B_IDENT) != 0
+        ev_i[E_DEV, r] = st[page, S_IDEV]
+        ev_i[E_INO, r] = st[page, S_IINO]
+        ev_i[E_INDEX, r] = st[page, S_IINDEX]
+        ev_u[F_DEV_V, r] = 1 if known and (fl & B_IDEV_V) else 0
+        ev_u[F_INO_V, r] = 1 if known else 0
+        ev_u[F_INDEX_V, r] = 1 if known and (fl & B_IINDEX_V) else 0
+        ev_i[E_PINS_B, r], ev_i[E_PINS_A, r] = pins_b, pins
+        ev_i[E_GETS_B, r], ev_i[E_GETS_A, r] = gets_b, gets
+        ev_i[E_WR_B, r], ev_i[E_WR_A, r] = wr_b, wr
+        ev_i[E_LT_B, r], ev_i[E_LT_A, r] = lt_b, lt
+        ev_i[E_REFC_B, r], ev_i[E_REFC_A, r] = refc_b, refc
+        ev_u[F_REFC_B_V, r] = 1 if fl_b & B_REFC_V else 0
+        ev_u[F_REFC_A_V, r] = 1 if fl & B_REFC_V else 0
+        ev_u[F_DIRTY_B, r] = 1 if fl_b & B_DIRTY else 0
+        ev_u[F_DIRTY_A, r] = 1 if fl & B_DIRTY else 0
+        ev_u[F_WB_B, r] = 1 if fl_b & B_WB else 0
+        ev_u[F_WB_A, r] = 1 if fl & B_WB else 0
+        ev_u[F_CACHED_B, r] = 1 if fl_b & B_CACHED else 0
+        ev_u[F_CACHED_A, r] = 1 if fl & B_CACHED else 0
+        ev_u[F_BUF_B, r] = (fl_b >> B_BUF_SHIFT) & 3
+        ev_u[F_BUF_A, r] = (fl >> B_BUF_SHIFT) & 3
+        ev_u[F_INFERRED, r] = 1 if fl & B_INFERRED else 0
+        ev_u[F_MISMATCH, r] = 1 if mismatch else 0
+        # spans: each state's rise opens one, its fall closes it (this row included in both)
+        for s in range(N_STATES):
+            if s == 0:
+                hb, ha, raised = pins_b > 0, pins > 0, k == K_PIN
+            elif s == 1:
+                hb, ha, raised = wr_b > 0, wr > 0, w_raise
+            elif s == 2:
+                hb, ha, raised = lt_b > 0, lt > 0, l_raise
+            elif s == 3:
+                hb, ha, raised = (fl_b & B_WB) != 0, (fl & B_WB) != 0, False
+            elif s == 4:
+                hb, ha, raised = (fl_b & B_DIRTY) != 0, (fl & B_DIRTY) != 0, False
+            else:
+                hb, ha, raised = (fl_b & B_CACHED) != 0, (fl & B_CACHED) != 0, False
+            if not hb and ha:
+                q = _open(pool_i, pool_u, free, counters, page, g, ts[r], line[r], False)
+                st[page, S_OPEN + s] = q
+                fl &= ~(B_SPAN_IDENT << s)
+            else:
+                q = st[page, S_OPEN + s]
+            if q < 0:
+                continue
+            if known and fl & (B_SPAN_IDENT << s) == 0:
+                # the span's identity: its first row where the page's file is known
+                fl |= B_SPAN_IDENT << s
+                pool_u[q, SP_IDENT] = 1
+                pool_i[q, SP_DEV] = st[page, S_IDEV]
+                pool_i[q, SP_INO] = st[page, S_IINO]
+                pool_i[q, SP_INDEX] = st[page, S_IINDEX]
+                pool_u[q, SP_DEV_V] = 1 if fl & B_IDEV_V else 0
+                pool_u[q, SP_INDEX_V] = 1 if fl & B_IINDEX_V else 0
+            if ha and raised:
+                hold[n_hold, 0] = pool_i[q, SP_ID]
+                hold[n_hold, 1] = r
+                n_hold += 1
+            if hb and not ha:
+                _emit(pool_i, pool_u, free, counters, q, s, g, ts[r], line[r], out_i, out_u, n_out)
+                n_out += 1
+                st[page, S_OPEN + s] = -1
+        st[page, S_FLAGS] = fl
+        r += 1
+    return r, n_out, n_hold
+
+
+@njit(cache=True, nogil=True)
+def open_spans(st, pool_i, pool_u, free, counters):
+    """Every span still open at the trace's end, as emitted rows with no end."""
+    n = 0
+    for page in range(st.shape[0]):
+        for s in range(N_STATES):
+            if st[page, S_OPEN + s] >= 0:
+                n += 1
+    out_i = np.zeros((n, N_OUT_I64), np.int64)
+    out_u = np.zeros((n, N_SP_U8), np.uint8)
+    m = 0
+    for page in range(st.shape[0]):
+        for s in range(N_STATES):
+            q = st[page, S_OPEN + s]
+            if q >= 0:
+                _emit(pool_i, pool_u, free, counters, q, s, -1, 0, 0, out_i, out_u, m)
+                m += 1
+                st[page, S_OPEN + s] = -1
+    return out_i, out_u
