@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from ingest.schema import EVENTS_SCHEMA, LOST_SCHEMA, conform, foll_flags_for
 from replay import identity, intervals
@@ -234,7 +235,8 @@ class TraceReplay:
         self.holders = pl.DataFrame(schema=_HOLDER_ROWS)
 
     def _page_table(self, ppfn: np.ndarray, pino: np.ndarray, pindex: np.ndarray) -> pl.DataFrame:
-        """One row per page slot: page_id (formatted once per page), pfn, generation, rank."""
+        """One row per page slot: page_id (formatted once per page), pfn, generation; then one
+        all-null row, where pageless events point."""
         is_pfn = pl.Series(self.pg_u[:, K.PG_IS_PFN] == 1)
         dev_v = pl.Series(self.pg_u[:, K.PG_DEV_V] == 1)
         df = pl.DataFrame(
@@ -259,17 +261,8 @@ class TraceReplay:
                 pl.col("_index"),
             ).alias("page_id"),
         )
-        df = df.with_columns(pl.col("page_id").rank("ordinal").cast(pl.UInt32).alias("rank"))
-        # a last, all-null row for pageless events (rank past every page)
-        return pl.concat(
-            [
-                df,
-                pl.DataFrame(
-                    {"rank": [np.iinfo(np.uint32).max]}, schema_overrides={"rank": pl.UInt32}
-                ),
-            ],
-            how="diagonal_relaxed",
-        )
+        # a last, all-null row for pageless events
+        return pl.concat([df, df.clear(1)])
 
     def _grow_pool(self) -> None:
         old = self.pool_i.shape[0]
@@ -287,9 +280,9 @@ class TraceReplay:
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(page_events, spans closed in this batch) for the next rows of the trace.
 
-        page_events come in replay order, or with `grouped` in (kind, page_id, seq) order
-        (pageless rows last in their kind), the order the driver writes: the row groups'
-        min/max statistics then let a rule's `kind = …` scan skip the other kinds.
+        page_events come in replay order, or with `grouped` in (kind, seq) order, the order the
+        driver writes: the row groups' min/max statistics then let a rule's `kind = …` scan
+        skip the other kinds.
         """
         n = ev.height
         row0 = self.row
@@ -305,16 +298,26 @@ class TraceReplay:
         ts = ev.get_column("ts_ns").cast(pl.Int64).to_numpy()
         line = ev.get_column("line").cast(pl.Int64).to_numpy()
         refs = _refs(ev.get_column("refs"))
-        ev_i = np.zeros((K.N_EV_I64, n), np.int64)
+        if grouped:
+            # (kind, seq): a stable radix sort of one byte; the kernel writes each row's state
+            # where it lands, about one sequential stream per kind
+            at = np.argsort(kind, kind="stable")
+            dest = np.empty(n, np.int64)
+            dest[at] = np.arange(n, dtype=np.int64)
+        else:
+            at = None
+            dest = np.arange(n, dtype=np.int64)
+        ev_i = np.zeros((K.N_EV_I32, n), np.int32)
         ev_u = np.zeros((K.N_EV_U8, n), np.uint8)
+        ev_x = np.zeros((3, n), np.int64)
         spans_i, spans_u, holds = [], [], []
         r = 0
         while True:
             r, n_out, n_hold = K.state_pass(
                 row0, kind, slot, refs, gup, count, count_v, dev, dev_v, ino, ino_v, index,
                 index_v, ts, line, self.pg_i, self.pg_u, self.write_bit, self.longterm_bit,
-                self.st, self.pool_i, self.pool_u, self.free,
-                self.counters, ev_i, ev_u, self.out_i, self.out_u, self.hold, r,
+                self.st, self.pool_i, self.pool_u, self.free, self.counters, dest, ev_i, ev_u,
+                ev_x, self.out_i, self.out_u, self.hold, r,
             )  # fmt: skip
             spans_i.append(self.out_i[:n_out].copy())
             spans_u.append(self.out_u[:n_out].copy())
@@ -333,16 +336,10 @@ class TraceReplay:
             maintain_order=True
         )
         iv = self._intervals(np.concatenate(spans_i), np.concatenate(spans_u))
-        if grouped:
-            # one permutation, applied to every column once: kind above the page's rank,
-            # rows of a page already in seq order (the sort is stable)
-            rank = self.pages.get_column("rank").to_numpy()[np.where(slot >= 0, slot, -1)]
-            key = pl.Series("k", kind.astype(np.uint64) * np.uint64(1 << 33) + rank)
-            at = key.to_frame().select(pl.arg_sort_by("k", maintain_order=True)).to_series()
-            at = at.to_numpy()
+        if at is not None:
             ev = ev.gather(at)
-            slot, ev_i, ev_u = slot[at], ev_i[:, at], ev_u[:, at]
-        return self._page_events(ev, slot, ev_i, ev_u), iv
+            slot = slot[at]
+        return self._page_events(ev, slot, ev_i, ev_u, ev_x), iv
 
     def finish(self) -> pl.DataFrame:
         """The spans still open after the trace's last event."""
@@ -352,78 +349,68 @@ class TraceReplay:
         return self._intervals(out_i, out_u)
 
     def _page_events(
-        self, ev: pl.DataFrame, slot: np.ndarray, ev_i: np.ndarray, ev_u: np.ndarray
+        self,
+        ev: pl.DataFrame,
+        slot: np.ndarray,
+        ev_i: np.ndarray,
+        ev_u: np.ndarray,
+        ev_x: np.ndarray,
     ) -> pl.DataFrame:
-        live = pl.Series("_live", slot >= 0)
-        at = pl.Series("_at", np.where(slot >= 0, slot, self.pages.height - 1).astype(np.uint32))
+        """page_events rows: the kernel's arrays handed to Arrow as buffers (no copy), with one
+        validity bitmap for the rows that have a page."""
+        n = ev.height
+        live = slot >= 0
+        at = pl.Series("_at", np.where(live, slot, self.pages.height - 1).astype(np.uint32))
         page = self.pages.select(pl.col("pfn", "generation", "page_id").gather(at))
-        s = pl.DataFrame(
-            {
-                **{f"_i{c}": ev_i[c] for c in range(K.N_EV_I64)},
-                **{f"_u{c}": ev_u[c] for c in range(K.N_EV_U8)},
-            }
+        flags = ev_u.view(np.bool_)
+
+        def arrow(values: np.ndarray, valid: np.ndarray, typ: pa.DataType) -> pa.Array:
+            if typ == pa.bool_():
+                values = np.packbits(values, bitorder="little")
+            bits = pa.py_buffer(np.packbits(valid, bitorder="little"))
+            return pa.Array.from_buffers(typ, n, [bits, pa.py_buffer(values)])
+
+        cols: dict[str, pa.Array] = {}
+        for c, name in enumerate(_COUNTERS):
+            valid = live
+            if name == "refcount_before":
+                valid = live & flags[K.F_REFC_B_V]
+            elif name == "refcount_after":
+                valid = live & flags[K.F_REFC_A_V]
+            cols[name] = arrow(ev_i[c], valid, pa.int32())
+        for f, name in _FLAGS:
+            cols[name] = arrow(flags[f], live, pa.bool_())
+        cols["_dev"] = arrow(ev_x[0].astype(np.uint32), flags[K.F_DEV_V], pa.uint32())
+        cols["_ino"] = arrow(ev_x[1].view(np.uint64), flags[K.F_INO_V], pa.uint64())
+        cols["_index"] = arrow(ev_x[2].view(np.uint64), flags[K.F_INDEX_V], pa.uint64())
+        state = pl.from_arrow(pa.table(cols))
+        assert isinstance(state, pl.DataFrame)
+        buffers = [
+            pl.Series(name, ev_u[f]).to_frame() for f, name in _BUFFERS
+        ]  # codes 0/1/2 index the enum's categories: a gather, not a lookup
+        L = pl.lit(pl.Series("_live", live))
+        pe = pl.concat(
+            [ev, state, page.select(pl.all().name.prefix("_pg_")), *buffers], how="horizontal"
         )
-        L = pl.col("_live")
-
-        def i32(c: int, valid: pl.Expr | None = None) -> pl.Expr:
-            ok = L if valid is None else L & valid
-            return pl.when(ok).then(pl.col(f"_i{c}").cast(pl.Int32))
-
-        def flag(c: int) -> pl.Expr:
-            return pl.when(L).then(pl.col(f"_u{c}").cast(pl.Boolean))
-
-        def buf(c: int) -> pl.Expr:
-            return pl.when(L).then(pl.lit(_BUFFER_NAMES).gather(pl.col(f"_u{c}")))
-
-        def ident(c: int, valid: int, dtype: pl.DataType) -> pl.Expr:
-            v = pl.col(f"_i{c}")
-            if dtype == pl.UInt64:
-                v = v.reinterpret(signed=False)
-            return pl.when(pl.col(f"_u{valid}").cast(pl.Boolean)).then(v.cast(dtype))
-
-        state = s.with_columns(live).select(
-            i32(K.E_PINS_B).alias("pins_before"),
-            i32(K.E_PINS_A).alias("pins_after"),
-            i32(K.E_WR_B).alias("writable_pins_before"),
-            i32(K.E_WR_A).alias("writable_pins_after"),
-            i32(K.E_LT_B).alias("longterm_pins_before"),
-            i32(K.E_LT_A).alias("longterm_pins_after"),
-            i32(K.E_GETS_B).alias("gets_before"),
-            i32(K.E_GETS_A).alias("gets_after"),
-            i32(K.E_REFC_B, pl.col(f"_u{K.F_REFC_B_V}") == 1).alias("refcount_before"),
-            i32(K.E_REFC_A, pl.col(f"_u{K.F_REFC_A_V}") == 1).alias("refcount_after"),
-            flag(K.F_DIRTY_B).alias("dirty_before"),
-            flag(K.F_DIRTY_A).alias("dirty_after"),
-            flag(K.F_WB_B).alias("writeback_before"),
-            flag(K.F_WB_A).alias("writeback_after"),
-            flag(K.F_CACHED_B).alias("cached_before"),
-            flag(K.F_CACHED_A).alias("cached_after"),
-            buf(K.F_BUF_B).alias("buffers_before"),
-            buf(K.F_BUF_A).alias("buffers_after"),
-            flag(K.F_INFERRED).alias("inferred_initial"),
-            flag(K.F_MISMATCH).alias("mismatch"),
-            ident(K.E_DEV, K.F_DEV_V, pl.UInt32).alias("_dev"),
-            ident(K.E_INO, K.F_INO_V, pl.UInt64).alias("_ino"),
-            ident(K.E_INDEX, K.F_INDEX_V, pl.UInt64).alias("_index"),
-        )
-        own = ev.select(pl.col("dev", "ino", "index").name.prefix("_own_"))
-        pe = pl.concat([ev, state, own, page.select(pl.all().name.prefix("_pg_")), live.to_frame()],
-                       how="horizontal")  # fmt: skip
         return pe.select(
-            *[
-                pl.col(c)
-                for c in EVENTS_SCHEMA
-                if c not in ("pfn", "dev", "ino", "index")
-            ],
+            *[c for c in EVENTS_SCHEMA if c not in ("pfn", "dev", "ino", "index")],
             pl.col("pfn").alias("event_pfn"),
             pl.col("_pg_pfn").alias("pfn"),
-            *[pl.when(L).then(pl.col(f"_{c}")).otherwise(pl.col(f"_own_{c}")).alias(c)
-              for c in ("dev", "ino", "index")],
+            *[
+                pl.when(L).then(pl.col(f"_{c}")).otherwise(pl.col(c)).alias(c)
+                for c in ("dev", "ino", "index")
+            ],
             pl.col("_pg_page_id").alias("page_id"),
             pl.col("_pg_generation").alias("generation"),
-            pl.col("seq"),
-            *state.columns[:20],
-        ).select([pl.col(c).cast(t) for c, t in PAGE_EVENTS_SCHEMA.items()])  # fmt: skip
+            "seq",
+            *_COUNTERS[:10],
+            *[name for _, name in _FLAGS[:6]],
+            *[
+                pl.when(L).then(pl.lit(_BUFFER_NAMES).gather(pl.col(name))).alias(name)
+                for _, name in _BUFFERS
+            ],
+            *[name for _, name in _FLAGS[6:]],
+        ).select([pl.col(c).cast(t) for c, t in PAGE_EVENTS_SCHEMA.items()])
 
     def _intervals(self, out_i: np.ndarray, out_u: np.ndarray) -> pl.DataFrame:
         if out_i.shape[0] == 0:
@@ -442,6 +429,19 @@ class TraceReplay:
         )
 
 
+# The kernel's output rows, named (ev_i rows in order; ev_u rows by F_*).
+_COUNTERS = (
+    "pins_before", "pins_after", "writable_pins_before", "writable_pins_after",
+    "longterm_pins_before", "longterm_pins_after", "gets_before", "gets_after",
+    "refcount_before", "refcount_after",
+)  # fmt: skip
+_FLAGS = (
+    (K.F_DIRTY_B, "dirty_before"), (K.F_DIRTY_A, "dirty_after"),
+    (K.F_WB_B, "writeback_before"), (K.F_WB_A, "writeback_after"),
+    (K.F_CACHED_B, "cached_before"), (K.F_CACHED_A, "cached_after"),
+    (K.F_INFERRED, "inferred_initial"), (K.F_MISMATCH, "mismatch"),
+)  # fmt: skip
+_BUFFERS = ((K.F_BUF_B, "buffers_before"), (K.F_BUF_A, "buffers_after"))
 _HOLDER_ROWS = {"span": pl.Int64(), "pid": pl.Int32(), "comm": pl.String(), "caller": pl.String()}
 
 

@@ -60,10 +60,10 @@ N_SP_I64, N_SP_U8 = 8, 4
 # Emitted span columns beyond the pool's: end row/ts/line and state.
 OUT_END_ROW, OUT_END_TS, OUT_END_LINE, OUT_STATE = 8, 9, 10, 11
 N_OUT_I64 = 12
-# Per-event outputs (`ev_i64` columns: before/after of the five counters).
+# Per-event outputs (`ev_i` int32 rows: before/after of the five counters, in page_events order).
 E_PINS_B, E_PINS_A, E_WR_B, E_WR_A, E_LT_B, E_LT_A, E_GETS_B, E_GETS_A = range(8)
-E_REFC_B, E_REFC_A, E_DEV, E_INO, E_INDEX = 8, 9, 10, 11, 12
-N_EV_I64 = 13
+E_REFC_B, E_REFC_A = 8, 9
+N_EV_I32 = 10
 # `ev_u8` columns.
 (
     F_REFC_B_V, F_REFC_A_V, F_DIRTY_B, F_DIRTY_A, F_WB_B, F_WB_A, F_CACHED_B, F_CACHED_A,
@@ -425,11 +425,12 @@ def _emit(pool_i, pool_u, free, counters, q, s, end_row, end_ts, end_line, out_i
 def state_pass(
     row0, kind, slot, refs, gup, count, count_v, dev, dev_v, ino, ino_v, index, index_v, ts, line,
     pg_i, pg_u, write_bit, longterm_bit, st, pool_i, pool_u, free, counters,
-    ev_i, ev_u, out_i, out_u, hold, start,
+    dest, ev_i, ev_u, ev_x, out_i, out_u, hold, start,
 ):  # fmt: skip
     """Replay rows start.. of a batch (in replay order; `row0` is the batch's first global row).
 
-    Writes each row's state into ev_i / ev_u (N_EV_* rows), closed spans into out_i /
+    Writes row r's state at column dest[r] of ev_i (int32 counters, E_*), ev_u (0/1 flags and
+    buffer codes, F_*) and ev_x (its file identity: dev, ino, index), closed spans into out_i /
     out_u, and (span id, batch row) of each row that raises a held pin state into `hold`.
     Stops early, returning the row it reached, when the pool or an output is about to fill:
     the caller grows it and calls again from there. Returns (row reached, spans, holders).
@@ -451,6 +452,7 @@ def state_pass(
             continue
         k = kind[r]
         g = row0 + r
+        d = dest[r]
         fl = st[page, S_FLAGS]
         if fl & B_STARTED == 0:
             # a page's first event: its initial state, inferred by the identity pass
@@ -553,29 +555,29 @@ def state_pass(
         st[page, S_REFC] = refc
         st[page, S_FLAGS] = fl
         known = (fl & B_IDENT) != 0
-        ev_i[E_DEV, r] = st[page, S_IDEV]
-        ev_i[E_INO, r] = st[page, S_IINO]
-        ev_i[E_INDEX, r] = st[page, S_IINDEX]
-        ev_u[F_DEV_V, r] = 1 if known and (fl & B_IDEV_V) else 0
-        ev_u[F_INO_V, r] = 1 if known else 0
-        ev_u[F_INDEX_V, r] = 1 if known and (fl & B_IINDEX_V) else 0
-        ev_i[E_PINS_B, r], ev_i[E_PINS_A, r] = pins_b, pins
-        ev_i[E_GETS_B, r], ev_i[E_GETS_A, r] = gets_b, gets
-        ev_i[E_WR_B, r], ev_i[E_WR_A, r] = wr_b, wr
-        ev_i[E_LT_B, r], ev_i[E_LT_A, r] = lt_b, lt
-        ev_i[E_REFC_B, r], ev_i[E_REFC_A, r] = refc_b, refc
-        ev_u[F_REFC_B_V, r] = 1 if fl_b & B_REFC_V else 0
-        ev_u[F_REFC_A_V, r] = 1 if fl & B_REFC_V else 0
-        ev_u[F_DIRTY_B, r] = 1 if fl_b & B_DIRTY else 0
-        ev_u[F_DIRTY_A, r] = 1 if fl & B_DIRTY else 0
-        ev_u[F_WB_B, r] = 1 if fl_b & B_WB else 0
-        ev_u[F_WB_A, r] = 1 if fl & B_WB else 0
-        ev_u[F_CACHED_B, r] = 1 if fl_b & B_CACHED else 0
-        ev_u[F_CACHED_A, r] = 1 if fl & B_CACHED else 0
-        ev_u[F_BUF_B, r] = (fl_b >> B_BUF_SHIFT) & 3
-        ev_u[F_BUF_A, r] = (fl >> B_BUF_SHIFT) & 3
-        ev_u[F_INFERRED, r] = 1 if fl & B_INFERRED else 0
-        ev_u[F_MISMATCH, r] = 1 if mismatch else 0
+        ev_x[0, d] = st[page, S_IDEV]
+        ev_x[1, d] = st[page, S_IINO]
+        ev_x[2, d] = st[page, S_IINDEX]
+        ev_u[F_DEV_V, d] = 1 if known and (fl & B_IDEV_V) else 0
+        ev_u[F_INO_V, d] = 1 if known else 0
+        ev_u[F_INDEX_V, d] = 1 if known and (fl & B_IINDEX_V) else 0
+        ev_i[E_PINS_B, d], ev_i[E_PINS_A, d] = pins_b, pins
+        ev_i[E_GETS_B, d], ev_i[E_GETS_A, d] = gets_b, gets
+        ev_i[E_WR_B, d], ev_i[E_WR_A, d] = wr_b, wr
+        ev_i[E_LT_B, d], ev_i[E_LT_A, d] = lt_b, lt
+        ev_i[E_REFC_B, d], ev_i[E_REFC_A, d] = refc_b, refc
+        ev_u[F_REFC_B_V, d] = 1 if fl_b & B_REFC_V else 0
+        ev_u[F_REFC_A_V, d] = 1 if fl & B_REFC_V else 0
+        ev_u[F_DIRTY_B, d] = 1 if fl_b & B_DIRTY else 0
+        ev_u[F_DIRTY_A, d] = 1 if fl & B_DIRTY else 0
+        ev_u[F_WB_B, d] = 1 if fl_b & B_WB else 0
+        ev_u[F_WB_A, d] = 1 if fl & B_WB else 0
+        ev_u[F_CACHED_B, d] = 1 if fl_b & B_CACHED else 0
+        ev_u[F_CACHED_A, d] = 1 if fl & B_CACHED else 0
+        ev_u[F_BUF_B, d] = (fl_b >> B_BUF_SHIFT) & 3
+        ev_u[F_BUF_A, d] = (fl >> B_BUF_SHIFT) & 3
+        ev_u[F_INFERRED, d] = 1 if fl & B_INFERRED else 0
+        ev_u[F_MISMATCH, d] = 1 if mismatch else 0
         # spans: each state's rise opens one, its fall closes it (this row included in both)
         for s in range(N_STATES):
             if s == 0:

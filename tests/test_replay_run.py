@@ -171,11 +171,10 @@ def test_timestampless_event_is_rejected(tmp_path, batch_rows):
 
 
 @pytest.mark.parametrize("batch_rows", [37, 10_000])
-def test_part_files_are_sorted_by_kind_and_page(tmp_path, batch_rows):
+def test_part_files_are_grouped_by_kind(tmp_path, batch_rows):
     """The rules filter on one kind (or state) at a time: each page_events part file holds one
-    stretch of replay order, grouped in (kind, page_id, seq) order with pageless events (forks)
-    last in their kind, and intervals come by state; row groups carry the min/max statistics
-    that let a scan skip the other kinds."""
+    stretch of replay order, in (kind, seq) order, and intervals come by state; row groups
+    carry the min/max statistics that let a scan skip the other kinds."""
     import pyarrow.parquet as pq
 
     ev = _events("t1")
@@ -186,8 +185,8 @@ def test_part_files_are_sorted_by_kind_and_page(tmp_path, batch_rows):
     next_seq = 0
     for part in parts:
         df = pl.read_parquet(part)
-        want = df.sort(pl.col("kind").to_physical(), "page_id", "seq", nulls_last=True)
-        assert df.select("kind", "page_id", "seq").equals(want.select("kind", "page_id", "seq"))
+        want = df.sort(pl.col("kind").to_physical(), "seq")
+        assert df.select("kind", "seq").equals(want.select("kind", "seq"))
         # consecutive stretches of replay order, in file-name order
         assert df["seq"].min() == next_seq and df["seq"].max() == next_seq + df.height - 1
         next_seq += df.height
