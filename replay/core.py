@@ -11,6 +11,7 @@ but that state: the driver (replay/run.py) streams a trace of any length through
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,29 +115,45 @@ class _Ids:
 
 def _dense_ids(col: Callable[[str], pl.Series], kind: np.ndarray, order: np.ndarray) -> _Ids:
     """Key → dense id, one compiled pass per kind of key: they leave the resolve kernel plain
-    array rows to read, which it can prefetch ahead of the event that needs them."""
+    array rows to read, which it can prefetch ahead of the event that needs them. A key is
+    looked up only on the rows that use it; the pfn passes and the file passes run at once."""
     pfn_s = col("pfn")
     pfn, pfn_v = _values(pfn_s, pl.UInt64)
     pfn_v &= kind != K.K_FORK  # a fork names no page
-    zeros = np.zeros(len(pfn), np.uint64)
-    pid, table = K.dense_ids(pfn, zeros, zeros, pfn_v, _capacity(pfn_s.approx_n_unique()))
+    pfn_cap = _capacity(pfn_s.approx_n_unique())
     del pfn_s
-    pfns = np.zeros(int(pid.max(initial=-1)) + 1, np.uint64)  # the traced pfn of each id
-    pfns[pid[pfn_v]] = pfn[pfn_v]
-    orders = np.unique(order[pfn_v & (order > 0)]).astype(np.int64)
-    hid = np.full((len(orders), len(pfn)), -1, np.int32)
-    for i, o in enumerate(orders):
-        hid[i] = K.lookup_ids(table, pfn & ~np.uint64((1 << int(o)) - 1), pfn_v)
-    del table, pfn, pfn_v
     ino, ino_v = _values(col("ino"), pl.UInt64)
-    index_s = col("index")
-    index, index_v = _values(index_s, pl.UInt64)
-    both = ino_v & index_v
-    cap = _capacity(pl.DataFrame({"i": ino, "x": index}).select(
-        pl.struct("i", "x").hash().approx_n_unique()).item())  # fmt: skip
-    fid, _ = K.dense_ids(ino, index, zeros, both, cap)
+    index, index_v = _values(col("index"), pl.UInt64)
     dev = col("dev").cast(pl.Int64).fill_null(-1).to_numpy().view(np.uint64)
-    qid, _ = K.dense_ids(dev, ino, index, both, cap)
+    zeros = np.zeros(len(pfn), np.uint64)
+    both = ino_v & index_v
+    # (ino, index): cache events record their page, pfn-less events look it up
+    cache = (kind == K.K_CACHE_ADD) | (kind == K.K_CACHE_DEL)
+    f_rows = both & (cache | ~pfn_v)
+    q_rows = both & ~pfn_v  # (dev, ino, index): pages of file-only events left unresolved
+    file_cap = _capacity(
+        pl.DataFrame({"i": ino[f_rows], "x": index[f_rows]})
+        .select(pl.struct("i", "x").hash().approx_n_unique())
+        .item()
+    )
+    orders = np.unique(order[pfn_v & (order > 0)]).astype(np.int64)
+
+    def pfn_ids() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pid, table, pfns = K.dense_ids(pfn, zeros, zeros, pfn_v, pfn_cap)
+        hid = np.full((len(orders), len(pfn)), -1, np.int32)
+        for i, o in enumerate(orders):
+            hid[i] = K.lookup_ids(table, pfn, ~np.uint64((1 << int(o)) - 1), pfn_v)
+        return pid, hid, pfns
+
+    def file_ids() -> tuple[np.ndarray, np.ndarray]:
+        fid = K.dense_ids(ino, index, zeros, f_rows, file_cap)[0]
+        qid = K.dense_ids(dev, ino, index, q_rows, file_cap)[0]
+        return fid, qid
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        files = pool.submit(file_ids)
+        pid, hid, pfns = pfn_ids()
+        fid, qid = files.result()
     return _Ids(pfns, pid, orders, hid, fid, qid, ino, ino_v)
 
 
@@ -232,7 +249,7 @@ class TraceReplay:
         self.out_i = np.zeros((_OUT_ROWS, K.N_OUT_I64), np.int64)
         self.out_u = np.zeros((_OUT_ROWS, K.N_SP_U8), np.uint8)
         self.hold = np.zeros((_OUT_ROWS, 2), np.int64)
-        self.holders = pl.DataFrame(schema=_HOLDER_ROWS)
+        self.holders: list[pl.DataFrame] = []
 
     def _page_table(self, ppfn: np.ndarray, pino: np.ndarray, pindex: np.ndarray) -> pl.DataFrame:
         """One row per page slot: page_id (formatted once per page), pfn, generation; then one
@@ -332,9 +349,9 @@ class TraceReplay:
             pl.col("pid").cast(pl.Int32).gather(hold[:, 1]),
             pl.col("comm", "caller").cast(pl.String).gather(hold[:, 1]),
         ).with_columns(pl.Series("span", hold[:, 0]))
-        self.holders = pl.concat([self.holders, who.select(_HOLDER_ROWS.keys())]).unique(
-            maintain_order=True
-        )
+        # deduplicated as they come, and once more per span when it closes (take_holders):
+        # a span open over many batches must not make each batch re-scan all its rows
+        self.holders.append(who.select(_HOLDER_ROWS.keys()).unique(maintain_order=True))
         iv = self._intervals(np.concatenate(spans_i), np.concatenate(spans_u))
         if at is not None:
             ev = ev.gather(at)
@@ -421,11 +438,14 @@ class TraceReplay:
 
     def take_holders(self, spans: pl.Series) -> pl.DataFrame:
         """(span, holders) of these closed spans, dropping their rows from the pending ones."""
-        closed = spans.implode()
-        mine = self.holders.filter(pl.col("span").is_in(closed))
-        self.holders = self.holders.filter(~pl.col("span").is_in(closed))
-        return mine.group_by("span", maintain_order=True).agg(
-            pl.struct("pid", "comm", "caller").alias("holders")
+        pending = pl.concat(self.holders) if self.holders else pl.DataFrame(schema=_HOLDER_ROWS)
+        closed = pending.get_column("span").is_in(spans.implode())
+        mine = pending.filter(closed)
+        self.holders = [pending.filter(~closed)]
+        return (
+            mine.unique(maintain_order=True)
+            .group_by("span", maintain_order=True)
+            .agg(pl.struct("pid", "comm", "caller").alias("holders"))
         )
 
 

@@ -46,7 +46,7 @@ PG_IS_PFN, PG_DEV_V, PG_INIT_WB, PG_INIT_CACHED, PG_INFER = range(5)
 # Per-page state (state_pass `st`): one 128-byte row per page, carried from one batch to the
 # next, so that an event touches two cache lines of its page, not one per array.
 S_PINS, S_GETS, S_WR, S_LT, S_REFC, S_IDEV, S_IINO, S_IINDEX, S_FLAGS = range(9)
-S_OPEN = 9  # S_OPEN + s: pool row of the page's open span of state s, or -1
+S_OPEN = 9  # S_OPEN + s: 1 + pool row of the page's open span of state s; 0: none
 N_ST = 16
 # S_FLAGS bits
 B_STARTED, B_PKNOWN, B_GKNOWN, B_REFC_V, B_DIRTY, B_WB, B_CACHED = 1, 2, 4, 8, 16, 32, 64
@@ -173,10 +173,12 @@ AHEAD = 12  # events ahead to prefetch
 def dense_ids(a, b, c, valid, cap):
     """Dense id (0, 1, … in order of first appearance) of each row's key (a, b, c); -1 where
     not valid. `cap` (a power of two) should be at least twice the distinct keys: the table
-    then never grows and the rows a few ahead are prefetched. Returns (ids, table)."""
+    then never grows and the rows a few ahead are prefetched. Returns (ids, table, the first
+    key word of each id)."""
     n = a.shape[0]
     t = np.zeros((cap, 4), np.uint64)
     ids = np.full(n, -1, np.int32)
+    first = np.zeros(cap // 2, np.uint64)
     m = 0
     for r in range(n):
         if r + AHEAD < n and valid[r + AHEAD]:
@@ -191,22 +193,27 @@ def dense_ids(a, b, c, valid, cap):
         if v < 0:
             v = m
             _put(t, j, a[r], b[r], c[r], v)
+            if m >= first.shape[0]:
+                first = np.concatenate((first, np.zeros(first.shape[0], np.uint64)))
+            first[m] = a[r]
             m += 1
         ids[r] = v
-    return ids, t
+    return ids, t, first[:m]
 
 
 @njit(cache=True, nogil=True)
-def lookup_ids(t, a, valid):
-    """Id in table t (from dense_ids over one key column) of each valid row's key, or -1."""
+def lookup_ids(t, a, keep, valid):
+    """Id in table t (from dense_ids over one key column) of each valid row's key with only
+    the bits `keep` (a folio head: the pfn aligned down), or -1."""
     n = a.shape[0]
     ids = np.full(n, -1, np.int32)
     zero = np.uint64(0)
+    mask = np.uint64(t.shape[0] - 1)
     for r in range(n):
         if r + AHEAD < n and valid[r + AHEAD]:
-            prefetch_row(t, np.int64(_hash(a[r + AHEAD], zero, zero) & np.uint64(t.shape[0] - 1)))
+            prefetch_row(t, np.int64(_hash(a[r + AHEAD] & keep, zero, zero) & mask))
         if valid[r]:
-            ids[r] = _lookup(t, a[r], zero, zero)
+            ids[r] = _lookup(t, a[r] & keep, zero, zero)
     return ids
 
 
@@ -380,8 +387,7 @@ def infer_pass(kind, slot, refs, pg):
 
 def new_state(n_pages: int) -> tuple[np.ndarray, ...]:
     """Per-page state and an empty open-span pool, before a trace's first batch."""
-    st = np.zeros((n_pages, N_ST), np.int64)
-    st[:, S_OPEN : S_OPEN + N_STATES] = -1
+    st = np.zeros((n_pages, N_ST), np.int64)  # left to the OS to zero, page by page
     pool_i = np.zeros((1024, N_SP_I64), np.int64)
     pool_u = np.zeros((1024, N_SP_U8), np.uint8)
     free = np.arange(1023, -1, -1, dtype=np.int64)
@@ -475,11 +481,17 @@ def state_pass(
             ):
                 fl |= B_INFERRED
             if st[page, S_PINS] > 0:
-                st[page, S_OPEN + 0] = _open(pool_i, pool_u, free, counters, page, g, 0, 0, True)
+                st[page, S_OPEN + 0] = 1 + _open(
+                    pool_i, pool_u, free, counters, page, g, 0, 0, True
+                )
             if fl & B_WB:
-                st[page, S_OPEN + 3] = _open(pool_i, pool_u, free, counters, page, g, 0, 0, True)
+                st[page, S_OPEN + 3] = 1 + _open(
+                    pool_i, pool_u, free, counters, page, g, 0, 0, True
+                )
             if fl & B_CACHED:
-                st[page, S_OPEN + 5] = _open(pool_i, pool_u, free, counters, page, g, 0, 0, True)
+                st[page, S_OPEN + 5] = 1 + _open(
+                    pool_i, pool_u, free, counters, page, g, 0, 0, True
+                )
         nr = refs[r]
         acquire = k in (K_PIN, K_GET)
         w_raise = acquire and (gup[r] & write_bit) != 0
@@ -594,10 +606,10 @@ def state_pass(
                 hb, ha, raised = (fl_b & B_CACHED) != 0, (fl & B_CACHED) != 0, False
             if not hb and ha:
                 q = _open(pool_i, pool_u, free, counters, page, g, ts[r], line[r], False)
-                st[page, S_OPEN + s] = q
+                st[page, S_OPEN + s] = q + 1
                 fl &= ~(B_SPAN_IDENT << s)
             else:
-                q = st[page, S_OPEN + s]
+                q = st[page, S_OPEN + s] - 1
             if q < 0:
                 continue
             if known and fl & (B_SPAN_IDENT << s) == 0:
@@ -616,7 +628,7 @@ def state_pass(
             if hb and not ha:
                 _emit(pool_i, pool_u, free, counters, q, s, g, ts[r], line[r], out_i, out_u, n_out)
                 n_out += 1
-                st[page, S_OPEN + s] = -1
+                st[page, S_OPEN + s] = 0
         st[page, S_FLAGS] = fl
         r += 1
     return r, n_out, n_hold
@@ -628,16 +640,16 @@ def open_spans(st, pool_i, pool_u, free, counters):
     n = 0
     for page in range(st.shape[0]):
         for s in range(N_STATES):
-            if st[page, S_OPEN + s] >= 0:
+            if st[page, S_OPEN + s] > 0:
                 n += 1
     out_i = np.zeros((n, N_OUT_I64), np.int64)
     out_u = np.zeros((n, N_SP_U8), np.uint8)
     m = 0
     for page in range(st.shape[0]):
         for s in range(N_STATES):
-            q = st[page, S_OPEN + s]
+            q = st[page, S_OPEN + s] - 1
             if q >= 0:
                 _emit(pool_i, pool_u, free, counters, q, s, -1, 0, 0, out_i, out_u, m)
                 m += 1
-                st[page, S_OPEN + s] = -1
+                st[page, S_OPEN + s] = 0
     return out_i, out_u
