@@ -70,7 +70,7 @@ def replay_events(
             trace_start_ts=start,
             trace_end_ts=end,
         )
-        pe, iv = tr.batch(one)
+        pe, iv = tr.batch(one).tables()
         pes.append(pe)
         ivs.extend([iv, tr.finish()])
     if not pes:
@@ -209,7 +209,7 @@ class TraceReplay:
         def col(name: str) -> pl.Series:
             if isinstance(narrow, pl.LazyFrame):
                 return narrow.select(name).collect().to_series()
-            return narrow.get_column(name)
+            return narrow.get_column(name)  # the caller may drop its frame as soon as we return
 
         kind = _kinds(col("kind"))
         order = col("folio_order").fill_null(0).cast(pl.Int8).to_numpy()
@@ -292,10 +292,10 @@ class TraceReplay:
         self.free = free
         self.counters[0] = top + old
 
-    def batch(
-        self, ev: pl.DataFrame, *, grouped: bool = False
-    ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """(page_events, spans closed in this batch) for the next rows of the trace.
+    def batch(self, ev: pl.DataFrame, *, grouped: bool = False) -> Batch:
+        """The next rows of the trace replayed; `.tables()` turns them into (page_events, the
+        spans closed in this batch). That part needs nothing of later batches, so a driver can
+        run it on another thread while this one replays the next batch.
 
         page_events come in replay order, or with `grouped` in (kind, seq) order, the order the
         driver writes: the row groups' min/max statistics then let a rule's `kind = …` scan
@@ -352,18 +352,20 @@ class TraceReplay:
         # deduplicated as they come, and once more per span when it closes (take_holders):
         # a span open over many batches must not make each batch re-scan all its rows
         self.holders.append(who.select(_HOLDER_ROWS.keys()).unique(maintain_order=True))
-        iv = self._intervals(np.concatenate(spans_i), np.concatenate(spans_u))
-        if at is not None:
-            ev = ev.gather(at)
-            slot = slot[at]
-        return self._page_events(ev, slot, ev_i, ev_u, ev_x), iv
+        out_i, out_u = np.concatenate(spans_i), np.concatenate(spans_u)
+        return Batch(self, ev, slot, at, ev_i, ev_u, ev_x, out_i, out_u, self._holders_of(out_i))
 
     def finish(self) -> pl.DataFrame:
         """The spans still open after the trace's last event."""
         if self.row != self.n:
             raise ValueError(f"replayed {self.row} of {self.n} events")
         out_i, out_u = K.open_spans(self.st, self.pool_i, self.pool_u, self.free, self.counters)
-        return self._intervals(out_i, out_u)
+        return self._intervals(out_i, out_u, self._holders_of(out_i))
+
+    def _holders_of(self, out_i: np.ndarray) -> pl.DataFrame:
+        """Holders of the pin spans among these emitted spans (taken in emission order)."""
+        pin = out_i[out_i[:, K.OUT_STATE] < 3, K.SP_ID]
+        return self.take_holders(pl.Series("span", pin))
 
     def _page_events(
         self,
@@ -429,12 +431,15 @@ class TraceReplay:
             *[name for _, name in _FLAGS[6:]],
         ).select([pl.col(c).cast(t) for c, t in PAGE_EVENTS_SCHEMA.items()])
 
-    def _intervals(self, out_i: np.ndarray, out_u: np.ndarray) -> pl.DataFrame:
+    def _intervals(
+        self, out_i: np.ndarray, out_u: np.ndarray, holders: pl.DataFrame
+    ) -> pl.DataFrame:
         if out_i.shape[0] == 0:
             return pl.DataFrame(schema=intervals.INTERVALS_SCHEMA)
         return intervals.build(
-            out_i, out_u, self.pages, self, trace_start_ts=self.start_ts, trace_end_ts=self.end_ts
-        )
+            out_i, out_u, self.pages, holders, self.trace_id, self.lost,
+            trace_start_ts=self.start_ts, trace_end_ts=self.end_ts,
+        )  # fmt: skip
 
     def take_holders(self, spans: pl.Series) -> pl.DataFrame:
         """(span, holders) of these closed spans, dropping their rows from the pending ones."""
@@ -447,6 +452,30 @@ class TraceReplay:
             .group_by("span", maintain_order=True)
             .agg(pl.struct("pid", "comm", "caller").alias("holders"))
         )
+
+
+@dataclass
+class Batch:
+    """One replayed batch, before its tables are built (see TraceReplay.batch)."""
+
+    trace: TraceReplay
+    ev: pl.DataFrame
+    slot: np.ndarray
+    at: np.ndarray | None  # the grouping permutation of ev's rows, if any
+    ev_i: np.ndarray
+    ev_u: np.ndarray
+    ev_x: np.ndarray
+    out_i: np.ndarray
+    out_u: np.ndarray
+    holders: pl.DataFrame
+
+    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(page_events, intervals of the spans that closed in this batch)."""
+        ev, slot = self.ev, self.slot
+        if self.at is not None:
+            ev, slot = ev.gather(self.at), slot[self.at]
+        pe = self.trace._page_events(ev, slot, self.ev_i, self.ev_u, self.ev_x)
+        return pe, self.trace._intervals(self.out_i, self.out_u, self.holders)
 
 
 # The kernel's output rows, named (ev_i rows in order; ev_u rows by F_*).

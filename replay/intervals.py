@@ -8,16 +8,11 @@ page slot and the first file identity seen inside it. This module turns those ro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import polars as pl
 
 from replay import kernel as K
 from replay.schema import HOLDER, INTERVALS_SCHEMA, STATES
-
-if TYPE_CHECKING:
-    from replay.core import TraceReplay
 
 STATE = pl.Enum(list(STATES))
 _PIN_STATES = ["pinned", "writable_pinned", "longterm_pinned"]
@@ -30,12 +25,15 @@ def build(
     out_i: np.ndarray,
     out_u: np.ndarray,
     pages: pl.DataFrame,
-    trace: TraceReplay,
+    holders: pl.DataFrame,
+    trace_id: str | None,
+    lost: pl.DataFrame,
     *,
     trace_start_ts: int | None,
     trace_end_ts: int | None,
 ) -> pl.DataFrame:
-    """The intervals rows of emitted spans (kernel OUT_* / SP_* columns)."""
+    """The intervals rows of emitted spans (kernel OUT_* / SP_* columns); `holders` has
+    (span, holders) of their pin spans."""
 
     def i(c: int) -> np.ndarray:
         return np.ascontiguousarray(out_i[:, c])
@@ -67,7 +65,7 @@ def build(
     ident = pl.col("_ident")
     out = pl.concat([spans, page], how="horizontal").select(
         "span",
-        pl.lit(trace.trace_id, pl.String).alias("trace_id"),
+        pl.lit(trace_id, pl.String).alias("trace_id"),
         "page_id",
         "pfn",
         "generation",
@@ -87,14 +85,12 @@ def build(
         "open_at_start",
         open_end.alias("open_at_end"),
     )
-    pin = out.filter(pl.col("state").is_in(_PIN_STATES)).get_column("span")
-    who = trace.take_holders(pin)
-    out = out.join(who, on="span", how="left").with_columns(
+    out = out.join(holders, on="span", how="left").with_columns(
         pl.when(pl.col("state").is_in(_PIN_STATES))
         .then(pl.col("holders").fill_null(pl.lit([], pl.List(HOLDER))))
         .alias("holders")
     )
-    out = _uncertain(out, trace.lost, trace_end_ts)
+    out = _uncertain(out, lost, trace_end_ts)
     return out.select([pl.col(c).cast(t) for c, t in INTERVALS_SCHEMA.items()])
 
 

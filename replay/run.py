@@ -44,7 +44,7 @@ STAMP = "replay.json"
 WORKERS = 2
 # Small row groups: a scan for one kind or state reads only the groups that hold it.
 ROW_GROUP_ROWS = 65_536
-BATCH_ROWS = 1_000_000
+BATCH_ROWS = 500_000
 
 
 @dataclass(frozen=True)
@@ -162,10 +162,12 @@ def _replay_trace(
         start = ts.min() if start is None else start
         end = ts.max() if end is None else end
         del order, ts
-        # in replay order already: the identity pass reads its columns one at a time
-        narrow: pl.DataFrame | pl.LazyFrame = events.select(identity.IDENTITY_COLUMNS)
+        # the columns the identity pass reads, decoded at once (in parallel) and consumed
+        # column by column
+        narrow = events.select(identity.IDENTITY_COLUMNS)
         if not in_order:
-            narrow = narrow.collect().sort("ts_ns", "line")
+            narrow = narrow.sort("ts_ns", "line")
+        narrow = narrow.drop("ts_ns", "line").collect()
         replay = core.TraceReplay(
             tid, narrow, lost, kernel=trace.get("kernel"), trace_start_ts=start,
             trace_end_ts=end,
@@ -174,12 +176,20 @@ def _replay_trace(
         if replay.n != n:
             raise InputError("events changed while being replayed: run `pinscope replay` again")
     counts = {"events": n, "page_events": 0, "intervals": 0, "parts": 0}
-    pending: list[Future[None]] = []
+    pending: list[Future[tuple[int, int]]] = []
 
-    def write(part: int, pe: pl.DataFrame | None, iv: pl.DataFrame) -> None:
+    def write(
+        part: int, batch: core.Batch | None, iv: pl.DataFrame | None = None
+    ) -> tuple[int, int]:
+        """Build and write one part; returns its (page_events, intervals) rows."""
+        # built here, beside the Parquet writer, while the main thread replays the next batch
+        pe = None
+        if batch is not None:
+            pe, iv = batch.tables()
+        assert iv is not None
         # intervals by state (stable: spans stay in the order they closed), page_events by
-        # kind, page, seq: nearly every rule filters on one state or kind, and with small row
-        # groups and their min/max statistics the Parquet reader skips all the others
+        # kind: nearly every rule filters on one state or kind, and with small row groups and
+        # their min/max statistics the Parquet reader skips all the others
         iv = iv.sort(pl.col("state").to_physical(), maintain_order=True)
         for root, df in ((pe_dir, pe), (iv_dir, iv)):
             if df is None or (df.height == 0 and root is iv_dir and part > 0):
@@ -194,6 +204,12 @@ def _replay_trace(
                 statistics=True,
                 row_group_size=ROW_GROUP_ROWS,
             )
+        return (0 if pe is None else pe.height), iv.height
+
+    def settle(f: Future[tuple[int, int]]) -> None:
+        p, i = f.result()
+        counts["page_events"] += p
+        counts["intervals"] += i
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         part = 0
@@ -203,24 +219,21 @@ def _replay_trace(
                 batch = batch.with_columns(
                     pl.int_range(row, row + batch.height, dtype=pl.Int64).alias("seq")
                 )
-                pe, iv = replay.batch(batch, grouped=True)
+                done = replay.batch(batch, grouped=True)
                 del batch
-            counts["page_events"] += pe.height
-            counts["intervals"] += iv.height
             while len(pending) >= WORKERS:  # bounded: WORKERS parts in flight
-                pending.pop(0).result()
-            pending.append(pool.submit(write, part, pe, iv))
-            del pe, iv
+                settle(pending.pop(0))
+            pending.append(pool.submit(write, part, done))
+            del done
             part += 1
         if replay.row != n:
             raise InputError("events changed while being replayed: run `pinscope replay` again")
         with _stage(stages, "state"):
             last = replay.finish()
-        counts["intervals"] += last.height
         pending.append(pool.submit(write, part, None, last))
         with _stage(stages, "write"):
             for f in pending:
-                f.result()
+                settle(f)
     counts["parts"] = part
     return counts
 
