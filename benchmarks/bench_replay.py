@@ -2,7 +2,7 @@
 
 Builds a synthetic dataset (pins/gets on folio subpages, writeback, truncate, file-only
 writeback events, pfn reuse) straight as Parquet, runs `replay_dataset` on it (events/s, peak
-RSS), then runs the vectorized core and the reference state machine on the same sample and
+RSS), then runs the compiled core and the reference state machine on the same sample and
 prints the ratio. The last line is BENCH_JSON for benchmarks/run_all.py.
 """
 

@@ -1,7 +1,8 @@
 """The test oracle: docs/replay.md executed one event at a time, in plain Python.
 
 Slow on purpose and written to be read against the spec, clause by clause. The property tests
-check that the vectorized core (replay/core.py) gives exactly the same tables.
+check that the compiled core (replay/kernel.py via replay/core.py) gives exactly the same
+tables.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The replay stage's output tables (DESIGN.md "Replay"): what the rules and users' SQL read.
 
-The state model behind these columns is specified in docs/replay.md; the vectorized core and
+The state model behind these columns is specified in docs/replay.md; the compiled core and
 the reference oracle both implement exactly that text.
 """
 

@@ -1,4 +1,4 @@
-"""Property tests: the vectorized core and the reference state machine give identical tables."""
+"""Property tests: the compiled core and the reference state machine give identical tables."""
 
 from __future__ import annotations
 
