@@ -335,6 +335,18 @@ def resolve_pass(kind, order, pid, hid, ext_orders, fid, qid, dev, dev_v, ino, i
     return slot, pg[:n_pages]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _releases_before_raise(acc, page, c, k, raise_kind, release_kind, n):
+    """Until the page's first raise (flag acc[c]), the running total of its releases (c + 1)
+    and the lowest it reached (c + 2): minus that is the count held before the trace."""
+    if acc[page, c] == 0:
+        if k == raise_kind:
+            acc[page, c] = 1
+        elif k == release_kind:
+            acc[page, c + 1] -= n
+            acc[page, c + 2] = min(acc[page, c + 2], acc[page, c + 1])
+
+
 @njit(cache=True, nogil=True)
 def infer_pass(kind, slot, refs, pg):
     """Per page, what initial-state inference needs (docs/replay.md "Initial-state inference"):
@@ -343,8 +355,8 @@ def infer_pass(kind, slot, refs, pg):
     (init pins, init gets, init writeback, init cached) per page."""
     n = kind.shape[0]
     n_pages = pg.shape[0]
-    # pin seen, get seen, pins total, lowest, gets total, lowest, first wb (1 set / 2 clear),
-    # first cache event (1 set / 2 clear)
+    # pin seen, pins total, lowest; get seen, gets total, lowest; first wb event (1 set /
+    # 2 clear); first cache event (1 set / 2 clear)
     acc = np.zeros((n_pages, 8), np.int64)
     for r in range(n):
         if r + AHEAD < n and slot[r + AHEAD] >= 0:
@@ -354,18 +366,8 @@ def infer_pass(kind, slot, refs, pg):
         if page < 0 or pg[page, PGR_INFER] == 0:
             continue
         k = kind[r]
-        if acc[page, 0] == 0:
-            if k == K_PIN:
-                acc[page, 0] = 1
-            elif k == K_UNPIN:
-                acc[page, 2] -= refs[r]
-                acc[page, 3] = min(acc[page, 3], acc[page, 2])
-        if acc[page, 1] == 0:
-            if k == K_GET:
-                acc[page, 1] = 1
-            elif k == K_PUT:
-                acc[page, 4] -= refs[r]
-                acc[page, 5] = min(acc[page, 5], acc[page, 4])
+        _releases_before_raise(acc, page, 0, k, K_PIN, K_UNPIN, refs[r])
+        _releases_before_raise(acc, page, 3, k, K_GET, K_PUT, refs[r])
         if acc[page, 6] == 0:
             if k == K_WB_START:
                 acc[page, 6] = 1
@@ -378,7 +380,7 @@ def infer_pass(kind, slot, refs, pg):
                 acc[page, 7] = 2
     out = np.zeros((n_pages, 4), np.int64)
     for page in range(n_pages):
-        out[page, 0] = -acc[page, 3]
+        out[page, 0] = -acc[page, 2]
         out[page, 1] = -acc[page, 5]
         out[page, 2] = 1 if acc[page, 6] == 2 else 0
         out[page, 3] = 1 if acc[page, 7] == 2 else 0
