@@ -24,7 +24,9 @@ from replay import kernel as K
 from replay.schema import BUFFERS, PAGE_EVENTS_SCHEMA
 
 _BUFFER_NAMES = pl.Series(["unknown", "no", "yes"], dtype=BUFFERS)
-# rows of an open-span pool to start with, and spans / holder rows per kernel call
+# Rows of the open-span pool to start with (it doubles as needed), and spans and holder rows
+# one kernel call may emit (it stops and is called again): tests shrink both, and the hash
+# tables (`_capacity`), to reach every growth path.
 _POOL_ROWS = 1 << 14
 _OUT_ROWS = 1 << 16
 
@@ -245,7 +247,9 @@ class TraceReplay:
         pindex = np.where(is_pfn, 0, _values(col("index"), pl.UInt64)[0][first]).astype(np.uint64)
         self.pages = self._page_table(ppfn, pino, pindex)
         n_pages = self.pg_i.shape[0]
-        self.st, self.pool_i, self.pool_u, self.free, self.counters = K.new_state(n_pages)
+        self.st, self.pool_i, self.pool_u, self.free, self.counters = K.new_state(
+            n_pages, _POOL_ROWS
+        )
         self.out_i = np.zeros((_OUT_ROWS, K.N_OUT_I64), np.int64)
         self.out_u = np.zeros((_OUT_ROWS, K.N_SP_U8), np.uint8)
         self.hold = np.zeros((_OUT_ROWS, 2), np.int64)

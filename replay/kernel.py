@@ -387,14 +387,14 @@ def infer_pass(kind, slot, refs, pg):
     return out
 
 
-def new_state(n_pages: int) -> tuple[np.ndarray, ...]:
+def new_state(n_pages: int, pool_rows: int) -> tuple[np.ndarray, ...]:
     """Per-page state and an empty open-span pool, before a trace's first batch."""
     st = np.zeros((n_pages, N_ST), np.int64)  # left to the OS to zero, page by page
-    pool_i = np.zeros((1024, N_SP_I64), np.int64)
-    pool_u = np.zeros((1024, N_SP_U8), np.uint8)
-    free = np.arange(1023, -1, -1, dtype=np.int64)
+    pool_i = np.zeros((pool_rows, N_SP_I64), np.int64)
+    pool_u = np.zeros((pool_rows, N_SP_U8), np.uint8)
+    free = np.arange(pool_rows - 1, -1, -1, dtype=np.int64)
     # counters: [free-list top, next span id]
-    counters = np.array([1024, 0], np.int64)
+    counters = np.array([pool_rows, 0], np.int64)
     return st, pool_i, pool_u, free, counters
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from ingest.schema import KINDS
+from replay import core
 from replay.core import replay_events
 from replay.reference import replay_events_reference
 
@@ -128,3 +130,19 @@ def _lifecycle_event(draw):
 def test_core_equals_reference_lifecycles(events, gaps):
     ev, lost = _frames(events, gaps)
     check_same(ev, lost, "6.8.0")
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=st.lists(_lifecycle_event(), min_size=3, max_size=80), gaps=st.lists(_gap, max_size=2)
+)
+def test_core_equals_reference_when_every_buffer_overflows(events, gaps):
+    """The kernels' capacities set to a few rows: the open-span pool grows on the first span,
+    a state-pass call stops and resumes every couple of spans or holders, and the hash tables
+    grow from two rows. Growth must not change a single value."""
+    ev, lost = _frames(events, gaps)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(core, "_POOL_ROWS", 6)
+        mp.setattr(core, "_OUT_ROWS", 7)
+        mp.setattr(core, "_capacity", lambda distinct: 2)
+        check_same(ev, lost, "6.8.0")
