@@ -230,8 +230,8 @@ class TraceReplay:
         first = pg[:, K.PGR_ROW]
         pfns = np.append(ids.pfns, np.uint64(0))  # file pages (id -1) read the last entry
         ppfn = np.where(is_pfn, pfns[pg[:, K.PGR_PFN]], 0).astype(np.uint64)
-        self.pg_i = np.zeros((n_pages, 7), np.int64)
-        self.pg_u = np.zeros((n_pages, 5), np.uint8)
+        self.pg_i = np.zeros((n_pages, K.N_PG_I), np.int64)
+        self.pg_u = np.zeros((n_pages, K.N_PG_U), np.uint8)
         self.pg_i[:, K.PG_GEN] = pg[:, K.PGR_GEN]
         self.pg_i[:, K.PG_DEV] = np.where(is_pfn, 0, dev[first])
         self.pg_i[:, K.PG_INIT_PINS] = init[:, 0]

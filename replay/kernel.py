@@ -41,8 +41,10 @@ K_FORK = _K["fork"]
 PGR_PFN, PGR_GEN, PGR_INFER, PGR_ROW = range(4)
 N_PGR = 4
 # Page table columns (state_pass `pg_i`, `pg_u`).
-PG_PFN, PG_GEN, PG_DEV, PG_INO, PG_INDEX, PG_INIT_PINS, PG_INIT_GETS = range(7)
+PG_GEN, PG_DEV, PG_INIT_PINS, PG_INIT_GETS = range(4)
+N_PG_I = 4
 PG_IS_PFN, PG_DEV_V, PG_INIT_WB, PG_INIT_CACHED, PG_INFER = range(5)
+N_PG_U = 5
 # Per-page state (state_pass `st`): one 128-byte row per page, carried from one batch to the
 # next, so that an event touches two cache lines of its page, not one per array.
 S_PINS, S_GETS, S_WR, S_LT, S_REFC, S_IDEV, S_IINO, S_IINDEX, S_FLAGS = range(9)
@@ -71,8 +73,6 @@ N_EV_I32 = 10
 ) = range(15)  # fmt: skip
 N_EV_U8 = 15
 N_STATES = 6  # pinned, writable_pinned, longterm_pinned, writeback, dirty, cached
-
-_EMPTY = np.int64(-1)
 
 
 @njit(cache=True, nogil=True, inline="always")
