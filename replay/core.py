@@ -1,6 +1,6 @@
 """The page-state core (docs/replay.md): one trace at a time, events in replay order.
 
-`TraceReplay` runs the compiled identity pass once over a trace's narrow columns, then takes
+`TraceReplay` resolves a trace's pages once (replay/identity.py), then takes
 its events batch by batch (in replay order), returning each batch's `page_events` rows and the
 spans that closed in it; `finish` gives the spans still open at the end. Per-page state lives in
 arrays indexed by page slot (replay/kernel.py), so a batch needs nothing of the ones before it
@@ -10,8 +10,6 @@ but that state: the driver (replay/run.py) streams a trace of any length through
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +24,7 @@ from replay.schema import BUFFERS, PAGE_EVENTS_SCHEMA
 _BUFFER_NAMES = pl.Series(["unknown", "no", "yes"], dtype=BUFFERS)
 # Rows of the open-span pool to start with (it doubles as needed), and spans and holder rows
 # one kernel call may emit (it stops and is called again): tests shrink both, and the hash
-# tables (`_capacity`), to reach every growth path.
+# tables (identity._capacity), to reach every growth path.
 _POOL_ROWS = 1 << 14
 _OUT_ROWS = 1 << 16
 
@@ -96,87 +94,6 @@ def _lost_frame(lost: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
     )
 
 
-def _values(s: pl.Series, dtype: pl.DataType) -> tuple[np.ndarray, np.ndarray]:
-    """(values with nulls as 0, validity) as numpy arrays for the kernels."""
-    return s.fill_null(0).cast(dtype).to_numpy(), s.is_not_null().to_numpy()
-
-
-@dataclass
-class _Ids:
-    """Dense ids of an identity frame's keys (-1 where absent), for the resolve kernel."""
-
-    pfns: np.ndarray  # traced pfn of each pfn id
-    pid: np.ndarray  # traced pfn (none for fork)
-    orders: np.ndarray  # folio orders > 0 that name an extent
-    hid: np.ndarray  # [order, row]: the row's pfn aligned down to that order, if traced
-    fid: np.ndarray  # (ino, index)
-    qid: np.ndarray  # (dev, ino, index), dev null counting as a value
-    ino: np.ndarray  # the resolve kernel compares inos of cache_adds
-    ino_v: np.ndarray
-
-
-def _dense_ids(col: Callable[[str], pl.Series], kind: np.ndarray, order: np.ndarray) -> _Ids:
-    """Key → dense id, one compiled pass per kind of key: they leave the resolve kernel plain
-    array rows to read, which it can prefetch ahead of the event that needs them. A key is
-    looked up only on the rows that use it; the pfn passes and the file passes run at once."""
-    pfn_s = col("pfn")
-    pfn, pfn_v = _values(pfn_s, pl.UInt64)
-    pfn_v &= kind != K.K_FORK  # a fork names no page
-    pfn_cap = _capacity(pfn_s.approx_n_unique())
-    del pfn_s
-    ino, ino_v = _values(col("ino"), pl.UInt64)
-    index, index_v = _values(col("index"), pl.UInt64)
-    dev = col("dev").cast(pl.Int64).fill_null(-1).to_numpy().view(np.uint64)
-    zeros = np.zeros(len(pfn), np.uint64)
-    both = ino_v & index_v
-    # (ino, index): cache events record their page, pfn-less events look it up
-    cache = (kind == K.K_CACHE_ADD) | (kind == K.K_CACHE_DEL)
-    f_rows = both & (cache | ~pfn_v)
-    q_rows = both & ~pfn_v  # (dev, ino, index): pages of file-only events left unresolved
-    file_cap = _capacity(
-        pl.DataFrame({"i": ino[f_rows], "x": index[f_rows]})
-        .select(pl.struct("i", "x").hash().approx_n_unique())
-        .item()
-    )
-    orders = np.unique(order[pfn_v & (order > 0)]).astype(np.int64)
-
-    def pfn_ids() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pid, table, pfns = K.dense_ids(pfn, zeros, zeros, pfn_v, pfn_cap)
-        hid = np.full((len(orders), len(pfn)), -1, np.int32)
-        for i, o in enumerate(orders):
-            hid[i] = K.lookup_ids(table, pfn, ~np.uint64((1 << int(o)) - 1), pfn_v)
-        return pid, hid, pfns
-
-    def file_ids() -> tuple[np.ndarray, np.ndarray]:
-        fid = K.dense_ids(ino, index, zeros, f_rows, file_cap)[0]
-        qid = K.dense_ids(dev, ino, index, q_rows, file_cap)[0]
-        return fid, qid
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        files = pool.submit(file_ids)
-        pid, hid, pfns = pfn_ids()
-        fid, qid = files.result()
-    return _Ids(pfns, pid, orders, hid, fid, qid, ino, ino_v)
-
-
-def _capacity(distinct: int | None) -> int:
-    """Hash table rows for about `distinct` keys: a power of two, under half full (the
-    estimate is approximate; the table grows if it is exceeded)."""
-    cap = 1024
-    while cap < 3 * (distinct or 0):
-        cap *= 2
-    return cap
-
-
-def _refs(s: pl.Series) -> np.ndarray:
-    """|refs|, a null counting 1 (docs/replay.md)."""
-    return s.cast(pl.Int64).abs().fill_null(1).cast(pl.Int32).to_numpy()
-
-
-def _kinds(s: pl.Series) -> np.ndarray:
-    return s.cast(EVENTS_SCHEMA["kind"]).to_physical().cast(pl.Int8).fill_null(-1).to_numpy()
-
-
 class TraceReplay:
     """One trace's replay: the identity pass at construction, then state batch by batch.
 
@@ -201,51 +118,16 @@ class TraceReplay:
         flags = foll_flags_for(kernel)
         self.write_bit = int(flags["FOLL_WRITE"])
         self.longterm_bit = int(flags["FOLL_LONGTERM"])
-        self.n = (
-            narrow.select(pl.len()).collect().item()
-            if isinstance(narrow, pl.LazyFrame)
-            else narrow.height
-        )
         self.row = 0
 
-        def col(name: str) -> pl.Series:
-            if isinstance(narrow, pl.LazyFrame):
-                return narrow.select(name).collect().to_series()
-            return narrow.get_column(name)  # the caller may drop its frame as soon as we return
-
-        kind = _kinds(col("kind"))
-        order = col("folio_order").fill_null(0).cast(pl.Int8).to_numpy()
-        ids = _dense_ids(col, kind, order)
-        dev, dev_v = _values(col("dev"), pl.Int64)
-        slot, pg = K.resolve_pass(
-            kind, order, ids.pid, ids.hid, ids.orders, ids.fid, ids.qid, dev, dev_v, ids.ino,
-            ids.ino_v,
-        )  # fmt: skip
-        del order, ids.pid, ids.hid, ids.fid, ids.qid
-        init = K.infer_pass(kind, slot, _refs(col("refs")), pg)
-        del kind
-        self.slot = slot
-        n_pages = pg.shape[0]
-        is_pfn = pg[:, K.PGR_PFN] >= 0
-        first = pg[:, K.PGR_ROW]
-        pfns = np.append(ids.pfns, np.uint64(0))  # file pages (id -1) read the last entry
-        ppfn = np.where(is_pfn, pfns[pg[:, K.PGR_PFN]], 0).astype(np.uint64)
-        self.pg_i = np.zeros((n_pages, K.N_PG_I), np.int64)
-        self.pg_u = np.zeros((n_pages, K.N_PG_U), np.uint8)
-        self.pg_i[:, K.PG_GEN] = pg[:, K.PGR_GEN]
-        self.pg_i[:, K.PG_DEV] = np.where(is_pfn, 0, dev[first])
-        self.pg_i[:, K.PG_INIT_PINS] = init[:, 0]
-        self.pg_i[:, K.PG_INIT_GETS] = init[:, 1]
-        self.pg_u[:, K.PG_IS_PFN] = is_pfn
-        self.pg_u[:, K.PG_DEV_V] = ~is_pfn & dev_v[first]
-        self.pg_u[:, K.PG_INIT_WB] = init[:, 2]
-        self.pg_u[:, K.PG_INIT_CACHED] = init[:, 3]
-        self.pg_u[:, K.PG_INFER] = pg[:, K.PGR_INFER]
-        del dev, dev_v
-        pino = np.where(is_pfn, 0, ids.ino[first]).astype(np.uint64)
-        del ids
-        pindex = np.where(is_pfn, 0, _values(col("index"), pl.UInt64)[0][first]).astype(np.uint64)
-        self.pages = self._page_table(ppfn, pino, pindex)
+        pages = identity.identify(narrow)
+        self.n = pages.slot.shape[0]
+        self.slot, self.pg_i, self.pg_u, self.pages = (
+            pages.slot,
+            pages.pg_i,
+            pages.pg_u,
+            pages.table,
+        )
         n_pages = self.pg_i.shape[0]
         self.st, self.pool_i, self.pool_u, self.free, self.counters = K.new_state(
             n_pages, _POOL_ROWS
@@ -254,36 +136,6 @@ class TraceReplay:
         self.out_u = np.zeros((_OUT_ROWS, K.N_SP_U8), np.uint8)
         self.hold = np.zeros((_OUT_ROWS, 2), np.int64)
         self.holders: list[pl.DataFrame] = []
-
-    def _page_table(self, ppfn: np.ndarray, pino: np.ndarray, pindex: np.ndarray) -> pl.DataFrame:
-        """One row per page slot: page_id (formatted once per page), pfn, generation; then one
-        all-null row, where pageless events point."""
-        is_pfn = pl.Series(self.pg_u[:, K.PG_IS_PFN] == 1)
-        dev_v = pl.Series(self.pg_u[:, K.PG_DEV_V] == 1)
-        df = pl.DataFrame(
-            {
-                "_is_pfn": is_pfn,
-                "_pfn": ppfn,
-                "generation": self.pg_i[:, K.PG_GEN].astype(np.int32),
-                "_dev": self.pg_i[:, K.PG_DEV],
-                "_dev_v": dev_v,
-                "_ino": pino,
-                "_index": pindex,
-            }
-        )
-        df = df.select(
-            pl.when("_is_pfn").then(pl.col("_pfn")).alias("pfn"),
-            pl.when("_is_pfn").then(pl.col("generation")).otherwise(0).alias("generation"),
-            identity.page_id(
-                pl.when("_is_pfn").then(pl.col("_pfn")),
-                pl.col("generation"),
-                pl.when("_dev_v").then(pl.col("_dev")),
-                pl.col("_ino"),
-                pl.col("_index"),
-            ).alias("page_id"),
-        )
-        # a last, all-null row for pageless events
-        return pl.concat([df, df.clear(1)])
 
     def _grow_pool(self) -> None:
         old = self.pool_i.shape[0]
@@ -310,15 +162,15 @@ class TraceReplay:
         if row0 + n > self.n:
             raise ValueError("more events than the identity pass saw")
         slot = self.slot[row0 : row0 + n]
-        kind = _kinds(ev.get_column("kind"))
+        kind = identity.kind_codes(ev.get_column("kind"))
         gup = ev.get_column("gup_flags").cast(pl.Int64).fill_null(0).to_numpy()
-        count, count_v = _values(ev.get_column("count"), pl.Int64)
-        dev, dev_v = _values(ev.get_column("dev"), pl.Int64)
-        ino, ino_v = _values(ev.get_column("ino"), pl.UInt64)
-        index, index_v = _values(ev.get_column("index"), pl.UInt64)
+        count, count_v = identity.as_arrays(ev.get_column("count"), pl.Int64)
+        dev, dev_v = identity.as_arrays(ev.get_column("dev"), pl.Int64)
+        ino, ino_v = identity.as_arrays(ev.get_column("ino"), pl.UInt64)
+        index, index_v = identity.as_arrays(ev.get_column("index"), pl.UInt64)
         ts = ev.get_column("ts_ns").cast(pl.Int64).to_numpy()
         line = ev.get_column("line").cast(pl.Int64).to_numpy()
-        refs = _refs(ev.get_column("refs"))
+        refs = identity.abs_refs(ev.get_column("refs"))
         if grouped:
             # (kind, seq): a stable radix sort of one byte; the kernel writes each row's state
             # where it lands, about one sequential stream per kind

@@ -1,12 +1,14 @@
-"""The compiled per-event state machine: docs/replay.md, one pass over events in replay order.
+"""The compiled per-event state machine: docs/replay.md, walked over events in replay order.
 
-Two passes, both numba-compiled walks over plain arrays (no Python runs per event):
+numba-compiled loops over plain arrays (no Python runs per event):
 
-- `identity_pass` (whole trace, narrow columns): head and file-only resolution, generations, a
-  dense page slot per event, and what initial-state inference needs to know about each page
-  before its first event is replayed (the releases before its first raise, its first writeback
-  and cache events). Keys are found with open-addressing hash tables, so nothing is sorted.
-- `state_pass` (batch by batch): per-page counters and flags held in arrays indexed by page slot,
+- `dense_ids` / `lookup_ids`: keys (pfn, folio head, (ino, index), (dev, ino, index)) to dense
+  ids through open-addressing hash tables, prefetched a few rows ahead;
+- `resolve_pass` (whole trace, narrow columns): head and file-only resolution, generations and
+  a page slot per event, with state in arrays indexed by those ids, so nothing is sorted;
+- `infer_pass`: per page, what initial-state inference needs before its first event is
+  replayed (the releases before its first raise, its first writeback and cache events);
+- `state_pass` (batch by batch): per-page counters and flags in one 128-byte row per page slot,
   so memory is O(pages), not O(events). It writes each event's state before and after, closes
   spans as they fall (their start kept in a pool of open spans) and lists the rows that raise a
   pin span, for its holders.
@@ -37,10 +39,9 @@ K_FREE_BUFFERS, K_MKWRITE, K_ALLOC, K_FREE = (
 )
 K_FORK = _K["fork"]
 
-# resolve_pass page rows.
+# resolve_pass page rows (PGR_*) and the page table the state pass reads (PG_*).
 PGR_PFN, PGR_GEN, PGR_INFER, PGR_ROW = range(4)
 N_PGR = 4
-# Page table columns (state_pass `pg_i`, `pg_u`).
 PG_GEN, PG_DEV, PG_INIT_PINS, PG_INIT_GETS = range(4)
 N_PG_I = 4
 PG_IS_PFN, PG_DEV_V, PG_INIT_WB, PG_INIT_CACHED, PG_INFER = range(5)

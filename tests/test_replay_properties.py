@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from ingest.schema import KINDS
-from replay import core
+from replay import core, identity
 from replay.core import replay_events
 from replay.reference import replay_events_reference
 
@@ -144,5 +144,5 @@ def test_core_equals_reference_when_every_buffer_overflows(events, gaps):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(core, "_POOL_ROWS", 6)
         mp.setattr(core, "_OUT_ROWS", 7)
-        mp.setattr(core, "_capacity", lambda distinct: 2)
+        mp.setattr(identity, "_capacity", lambda distinct: 2)
         check_same(ev, lost, "6.8.0")
