@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -276,11 +277,21 @@ class _CountingReader(io.RawIOBase):
 
 @dataclass
 class LineChunk:
-    """A run of whole lines: `lines[i]` is line `first_line + i` of the file."""
+    """A run of whole lines: `lines[i]` is line `first_line + i` of the file.
 
-    lines: pl.Series
+    The chunk keeps its bytes (`data[:end]`, every line `\\n`-terminated): the compiled ftrace
+    path reads them directly, and the String series `lines` is only split when asked for.
+    """
+
+    data: bytes
+    end: int
     first_line: int
     nbytes: int
+    n_lines: int
+
+    @cached_property
+    def lines(self) -> pl.Series:
+        return split_lines(self.data, self.end)
 
 
 def read_full(stream: BinaryIO, n: int) -> bytes:
@@ -313,12 +324,20 @@ def iter_line_chunks(stream: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator
             tail = block  # one line longer than a block: keep reading
             continue
         tail = block[cut + 1 :]
-        lines = split_lines(block, cut + 1)  # the whole lines only, without copying them out
-        yield LineChunk(lines, first_line, cut + 1)
-        first_line += lines.len()
+        n = block.count(b"\n", 0, cut + 1)
+        yield LineChunk(block, cut + 1, first_line, cut + 1, n)
+        first_line += n
     if tail:
-        lines = split_lines(tail + b"\n")
-        yield LineChunk(lines, first_line, len(tail))
+        block = tail + b"\n"
+        yield LineChunk(block, len(block), first_line, len(tail), 1)
+
+
+def head_lines(chunk: LineChunk, n: int) -> list[str]:
+    """The chunk's first n lines as text, without splitting the whole chunk."""
+    end = 0
+    for _ in range(min(n, chunk.n_lines)):  # n is a few hundred
+        end = chunk.data.index(b"\n", end) + 1
+    return split_lines(chunk.data, end).to_list() if end else []
 
 
 def split_lines(data: bytes, end: int | None = None) -> pl.Series:
