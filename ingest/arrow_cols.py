@@ -12,19 +12,36 @@ import pyarrow as pa
 
 from ingest import ftrace_kernel as K
 
+_VIEW_LIMIT = 1 << 31  # string views address their buffer with int32 offsets
 
-def strings(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """The byte spans buf[starts[i]:ends[i]] (valid UTF-8 by the caller's word) as strings."""
+
+def strings(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, valid: np.ndarray | None = None
+) -> pa.Array:
+    """The byte spans buf[starts[i]:ends[i]] (valid UTF-8 by the caller's word) as strings,
+    null where `valid` is False.
+
+    As string views into buf: no byte is copied, and polars takes them as they are (they
+    keep buf alive as long as they live).
+    """
+    bitmap = None if valid is None or valid.all() else pa.array(valid).buffers()[1]
+    if buf.size < _VIEW_LIMIT:
+        views = K.view_spans(buf, starts, ends)
+        return pa.Array.from_buffers(
+            pa.string_view(), len(starts), [bitmap, pa.py_buffer(views), pa.py_buffer(buf)]
+        )
     offsets, data = K.gather_spans(buf, starts, ends, False)
     return pa.Array.from_buffers(
-        pa.large_string(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        pa.large_string(), len(starts), [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
 
 
 def numbers(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     """A numeric column, null where `valid` is False."""
-    if valid is None:
+    if valid is None or valid.all():
         return pa.array(values)
+    if not valid.any():
+        return pa.nulls(len(values), pa.from_numpy_dtype(values.dtype))
     return pa.array(values, mask=~valid)
 
 

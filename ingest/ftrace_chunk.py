@@ -42,7 +42,8 @@ def frame_map_chunk(
 ) -> ChunkTables:
     """Frame and map a chunk's bytes; ctx is updated as `read_ftrace.frame_ftrace` does."""
     buf = np.frombuffer(chunk.data, np.uint8)
-    starts, ends = K.line_bounds(buf, chunk.end)
+    words = K.words_of(buf)
+    starts, ends, clean = K.scan_lines(buf, words, chunk.end, chunk.n_lines)
     if len(starts) != chunk.n_lines:
         raise RuntimeError(f"{ctx.path}: {len(starts)} lines found, {chunk.n_lines} expected")
 
@@ -53,7 +54,7 @@ def frame_map_chunk(
             raise RuntimeError(f"{ctx.path}: {lines.len()} lines decoded for {len(idx)}")
         return lines
 
-    f = frame_block(buf, starts, ends, chunk.first_line, ctx, fallback_text)
+    f = frame_block(buf, starts, ends, chunk.first_line, ctx, fallback_text, clean)
     framed = finish(f.others)
     is_event = pl.col("cls") == "event"
     fb_events = framed.filter(is_event)
@@ -66,7 +67,7 @@ def frame_map_chunk(
             "cpu": pl.Series(f.cpu, dtype=pl.Int16),
         }
     )
-    hashes = K.hash_spans(buf, starts[f.rows], ends[f.rows])
+    hashes = K.hash_spans(buf, words, starts[f.rows], ends[f.rows])
     if fb_events.height:
         ts = (
             pl.concat([ts, fb_events.select("line", "ts_ns", "cpu")])
@@ -74,7 +75,7 @@ def frame_map_chunk(
             .filter(pl.col("ts_ns").is_not_null())
         )
         fb_buf, fb_s, fb_e = ac.string_buffers(f.others.filter(is_event).get_column("raw"))
-        hashes = np.concatenate([hashes, K.hash_spans(fb_buf, fb_s, fb_e)])
+        hashes = np.concatenate([hashes, K.hash_spans(fb_buf, K.words_of(fb_buf), fb_s, fb_e)])
     n_events = len(f.rows) + fb_events.height
     distinct = pl.Series("h", hashes, dtype=pl.UInt64).unique()
     return ChunkTables(

@@ -62,10 +62,17 @@ def frame_block(
     first_line: int,
     ctx: ChunkContext,
     fallback_text: FallbackText,
+    clean: np.ndarray | None = None,
 ) -> FastFramed:
     """Frame the lines buf[starts[i]:ends[i]] (line first_line + i); updates ctx like
-    `attach_stacks` (the last event line and the stack depth after it)."""
-    ok, ts, cpu, pid, tgid, comm_s, dash, col1, col2 = K.frame_lines(buf, starts, ends)
+    `attach_stacks` (the last event line and the stack depth after it).
+
+    `clean` says which lines are printable ASCII (from `ftrace_kernel.scan_lines`); without it
+    the lines are checked here.
+    """
+    if clean is None:
+        clean = K.clean_spans(buf, starts, ends)
+    ok, ts, cpu, pid, tgid, comm_s, dash, col1, col2 = K.frame_lines(buf, starts, ends, clean)
     rows = np.flatnonzero(ok)
     fb_idx = np.flatnonzero(~ok)
     if len(fb_idx):

@@ -13,6 +13,8 @@ All of them are `nogil`, so the pipeline's two worker threads run them truly in 
 
 from __future__ import annotations
 
+import sys
+
 import numba as nb
 import numpy as np
 
@@ -42,35 +44,112 @@ ST_OTHER, ST_EVENT, ST_POLARS = range(3)
 # --------------------------------------------------------------------------- lines
 
 
+_L20 = np.uint64(0x2020202020202020)
+_H80 = np.uint64(0x8080808080808080)
+_O01 = np.uint64(0x0101010101010101)
+_M7F = np.uint64(0x7F7F7F7F7F7F7F7F)
+_NL = np.uint64(0x0A0A0A0A0A0A0A0A)
+_S7 = np.uint64(7)
+_S56 = np.uint64(56)
+
+
+def words_of(buf: np.ndarray) -> np.ndarray:
+    """buf's whole 8-byte words as uint64 (empty when buf is not 8-aligned): the kernels read
+    8 bytes at a time through it and fall back to single bytes without it."""
+    if sys.byteorder != "little" or buf.ctypes.data % 8 or buf.size < 8:
+        return np.zeros(0, np.uint64)
+    return buf[: buf.size // 8 * 8].view(np.uint64)
+
+
 @nb.njit(cache=True, nogil=True)
-def line_bounds(buf: np.ndarray, end: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive, no newline) of every `\\n`-terminated line in buf[:end]."""
+def count_lines(buf: np.ndarray, words: np.ndarray, end: int) -> int:
+    """How many `\\n` bytes buf[:end] holds, 8 at a time."""
+    nw = min(end // 8, words.shape[0])
     n = 0
-    for i in range(end):
-        if buf[i] == 10:
+    for i in range(nw):
+        y = words[i] ^ _NL
+        z = ~((((y & _M7F) + _M7F) | y) & _H80) & _H80  # 0x80 in each zero (newline) byte
+        if z:
+            n += np.int64((((z >> _S7) * _O01) >> _S56) & np.uint64(0xFF))
+    for j in range(nw * 8, end):
+        if buf[j] == 10:
             n += 1
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def scan_lines(buf: np.ndarray, words: np.ndarray, end: int, n: int) -> tuple[np.ndarray, ...]:
+    """Start and end (without the `\\n`) of the n lines of buf[:end], and whether each is
+    clean: printable ASCII only (the only lines the framing kernel reads)."""
     starts = np.empty(n, np.int64)
     ends = np.empty(n, np.int64)
+    clean = np.ones(n, np.bool_)
     k = 0
     s = 0
-    for i in range(end):
-        if buf[i] == 10:
-            starts[k] = s
-            ends[k] = i
+    nw = min(end // 8, words.shape[0])
+    for i in range(nw):
+        x = words[i]
+        # a byte < 0x20 (newlines too) or > 0x7e somewhere in the word: look at each
+        if ((x - _L20) & ~x & _H80) | (((x + _O01) | x) & _H80):
+            for q in range(i * 8, i * 8 + 8):
+                b = buf[q]
+                if b == 10:
+                    if k < n:
+                        starts[k] = s
+                        ends[k] = q
+                    k += 1
+                    s = q + 1
+                elif (b < 32 or b > 126) and k < n:
+                    clean[k] = False
+    for q in range(nw * 8, end):
+        b = buf[q]
+        if b == 10:
+            if k < n:
+                starts[k] = s
+                ends[k] = q
             k += 1
-            s = i + 1
-    return starts, ends
+            s = q + 1
+        elif (b < 32 or b > 126) and k < n:
+            clean[k] = False
+    if k != n:
+        return starts[:0], ends[:0], clean[:0]  # the caller checks the count
+    return starts, ends, clean
+
+
+@nb.njit(cache=True, nogil=True)
+def clean_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether each span is printable ASCII (what `scan_lines` says of a chunk's lines)."""
+    clean = np.ones(starts.shape[0], np.bool_)
+    for i in range(starts.shape[0]):
+        for j in range(starts[i], ends[i]):
+            if buf[j] < 32 or buf[j] > 126:
+                clean[i] = False
+                break
+    return clean
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _hash(buf: np.ndarray, s: int, e: int) -> np.uint64:
+def _load8(buf: np.ndarray, words: np.ndarray, j: int) -> np.uint64:
+    """The 8 bytes at buf[j:] as a little-endian word."""
+    i = j >> 3
+    a = j & 7
+    if a == 0 and i < words.shape[0]:
+        return words[i]
+    if i + 1 < words.shape[0]:
+        sh = np.uint64(8 * a)
+        return (words[i] >> sh) | (words[i + 1] << (np.uint64(64) - sh))
+    w = np.uint64(0)
+    for k in range(8):
+        w |= np.uint64(buf[j + k]) << np.uint64(8 * k)
+    return w
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _hash(buf: np.ndarray, words: np.ndarray, s: int, e: int) -> np.uint64:
     h = _K1 ^ np.uint64(e - s)
     j = s
     while j + 8 <= e:
-        w = np.uint64(0)
-        for k in range(8):
-            w |= np.uint64(buf[j + k]) << np.uint64(8 * k)
-        h = (h ^ w) * _K2
+        h = (h ^ _load8(buf, words, j)) * _K2
         h ^= h >> _S29
         j += 8
     w = np.uint64(0)
@@ -87,11 +166,14 @@ def _hash(buf: np.ndarray, s: int, e: int) -> np.uint64:
 
 
 @nb.njit(cache=True, nogil=True)
-def hash_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each span's bytes (duplicate event lines are found by it)."""
+def hash_spans(
+    buf: np.ndarray, words: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """A 64-bit hash of each span's bytes (duplicate event lines are found by it); the same
+    whether or not `words` is given."""
     out = np.empty(starts.shape[0], np.uint64)
     for i in range(starts.shape[0]):
-        out[i] = _hash(buf, starts[i], ends[i])
+        out[i] = _hash(buf, words, starts[i], ends[i])
     return out
 
 
@@ -119,6 +201,33 @@ def gather_spans(
     return offsets, data
 
 
+@nb.njit(cache=True, nogil=True)
+def view_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Arrow string-view structs for the spans, pointing into buf (data buffer 0).
+
+    A view is 16 bytes: the length, then either the string itself (up to 12 bytes) or its
+    first 4 bytes, the buffer index and the offset. polars takes such an array without a copy.
+    """
+    n = starts.shape[0]
+    v = np.zeros((n, 4), np.uint32)
+    for i in range(n):
+        s = starts[i]
+        m = ends[i] - s
+        v[i, 0] = m
+        if m <= 12:
+            for k in range(m):
+                v[i, 1 + k // 4] |= np.uint32(buf[s + k]) << np.uint32(8 * (k % 4))
+        else:
+            v[i, 1] = (
+                np.uint32(buf[s])
+                | (np.uint32(buf[s + 1]) << np.uint32(8))
+                | (np.uint32(buf[s + 2]) << np.uint32(16))
+                | (np.uint32(buf[s + 3]) << np.uint32(24))
+            )
+            v[i, 3] = s
+    return v
+
+
 # --------------------------------------------------------------------------- framing
 
 
@@ -128,13 +237,15 @@ def _digit(b: np.uint8) -> bool:
 
 
 @nb.njit(cache=True, nogil=True)
-def frame_lines(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+def frame_lines(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, clean: np.ndarray
+) -> tuple[np.ndarray, ...]:
     """Frame the plain event lines `comm-pid [(tgid)] [cpu] [flags] secs[.frac]: event: body`.
 
     Returns per line: ok, ts_ns, cpu, pid, tgid (-1: none), comm start, the `-` ending the
     comm, the first `: ` (the event name starts 2 after it), the second `: ` (the body starts
     2 after it). A line is ok only if `read_ftrace._fast_events` would take it and read the same
-    values: printable ASCII, the first `-digit` starts a header that _HEAD_OK matches whole,
+    values: clean (printable ASCII), the first `-digit` starts a header that _HEAD_OK matches whole,
     numbers in range, a non-empty event name without spaces, a body not starting with a space.
     """
     n = starts.shape[0]
@@ -150,20 +261,20 @@ def frame_lines(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[
     for i in range(n):
         s = starts[i]
         e = ends[i]
+        if not clean[i]:
+            continue
         c1 = -1
         c2 = -1
-        good = True
-        for j in range(s, e):
-            b = buf[j]
-            if b < 32 or b > 126:
-                good = False
-                break
-            if b == 58 and c2 < 0 and j + 1 < e and buf[j + 1] == 32:
-                if c1 < 0:
-                    c1 = j
-                else:
+        j = s
+        while j + 1 < e:
+            if buf[j] == 58 and buf[j + 1] == 32:
+                if c1 >= 0:
                     c2 = j
-        if not good or c2 < 0:
+                    break
+                c1 = j
+                j += 1
+            j += 1
+        if c2 < 0:
             continue
         # the comm ends at the first `-digit`
         p = -1
@@ -326,6 +437,7 @@ def name_ids(
     Returns the id of each row's name (-1 past _MAX_NAMES distinct names) and, per id, the
     row where it first appears.
     """
+    no_words = np.zeros(0, np.uint64)
     slots = np.full(_NAME_SLOTS, -1, np.int64)
     first = np.empty(_MAX_NAMES, np.int64)
     ids = np.full(rows.shape[0], -1, np.int64)
@@ -334,7 +446,7 @@ def name_ids(
     for r in range(rows.shape[0]):
         s = name_s[rows[r]]
         e = name_e[rows[r]]
-        slot = np.int64(_hash(buf, s, e) & mask)
+        slot = np.int64(_hash(buf, no_words, s, e) & mask)
         while True:
             cur = slots[slot]
             if cur < 0:
@@ -385,6 +497,116 @@ def _find_key(
                 return v, ve
         t += 1
     return -1, -1
+
+
+_KEY_SLOTS = 1024
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _name_hash(buf: np.ndarray, s: int, e: int) -> int:
+    h = 0
+    for q in range(s, e):
+        h = (h * 31 + buf[q]) & 0xFFFFFF
+    return h
+
+
+@nb.njit(cache=True, nogil=True)
+def _key_table(
+    keys: np.ndarray, key_s: np.ndarray, key_e: np.ndarray, form: np.ndarray
+) -> np.ndarray:
+    """Open-addressing table of the keys read by token (forms 0 and 1), by name hash."""
+    table = np.full(_KEY_SLOTS, -1, np.int64)
+    for k in range(key_s.shape[0]):
+        if form[k] == 2:
+            continue
+        ne = key_e[k] - 1  # the name, without its `=` or space
+        slot = _name_hash(keys, key_s[k], ne) & (_KEY_SLOTS - 1)
+        while table[slot] >= 0:
+            slot = (slot + 1) & (_KEY_SLOTS - 1)
+        table[slot] = k
+    return table
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _lookup(
+    table: np.ndarray,
+    keys: np.ndarray,
+    key_s: np.ndarray,
+    key_e: np.ndarray,
+    form: np.ndarray,
+    want: int,
+    buf: np.ndarray,
+    s: int,
+    e: int,
+    h: int,
+) -> int:
+    """The key of form `want` whose name is buf[s:e] (hash h), or -1."""
+    slot = h & (_KEY_SLOTS - 1)
+    while table[slot] >= 0:
+        k = table[slot]
+        if form[k] == want and key_e[k] - 1 - key_s[k] == e - s:
+            same = True
+            for q in range(e - s):
+                if keys[key_s[k] + q] != buf[s + q]:
+                    same = False
+                    break
+            if same:
+                return k
+        slot = (slot + 1) & (_KEY_SLOTS - 1)
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _find_values(
+    buf: np.ndarray,
+    bs: int,
+    be: int,
+    table: np.ndarray,
+    keys: np.ndarray,
+    key_s: np.ndarray,
+    key_e: np.ndarray,
+    form: np.ndarray,
+    vs: np.ndarray,
+    ve: np.ndarray,
+) -> None:
+    """Every key's value in one pass over the body's tokens, as `_find_key` finds it: the
+    first token that is `name=VALUE` (a non-empty value) or the word `name` followed by a
+    non-empty token. Keys of form 2 are left at -2 (scanned when asked for)."""
+    for k in range(key_s.shape[0]):
+        vs[k] = -2 if form[k] == 2 else -1
+    pending = -1  # a `name ` key whose value is the next token
+    t = bs
+    while t <= be:
+        h = 0
+        eq = -1
+        q = t
+        while q < be:
+            b = buf[q]
+            if b == 32:
+                break
+            if eq < 0:
+                if b == 61:
+                    eq = q
+                else:
+                    h = (h * 31 + b) & 0xFFFFFF
+            q += 1
+        te = q
+        if pending >= 0:
+            if te > t and vs[pending] < 0:
+                vs[pending] = t
+                ve[pending] = te
+            pending = -1
+        if eq >= 0:
+            if te > eq + 1:
+                k = _lookup(table, keys, key_s, key_e, form, 0, buf, t, eq, h)
+                if k >= 0 and vs[k] < 0:
+                    vs[k] = eq + 1
+                    ve[k] = te
+        elif te > t:
+            k = _lookup(table, keys, key_s, key_e, form, 1, buf, t, te, h)
+            if k >= 0 and vs[k] < 0:
+                pending = k
+        t = te + 1
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -471,6 +693,7 @@ def map_rows(
     keys: np.ndarray,
     key_s: np.ndarray,
     key_e: np.ndarray,
+    key_form: np.ndarray,
     col_key: np.ndarray,
     col_how: np.ndarray,
     col_base: np.ndarray,
@@ -496,6 +719,7 @@ def map_rows(
     pfn computed from a page pointer; kind_a the kind, or with kind_b >= 0 the kinds for
     refs >= 0 / < 0; pin_bias_key the `flags` key of the pin_bias heuristic (-1: none).
 
+    Values come back column-major ([col, row]).
     Returns status (ST_EVENT, or ST_POLARS where polars must map the row: a value it would
     reject or might read differently), kind, uint64 values [row, col], int values, validity,
     and the caller's span. Rows with spec < 0 are left as ST_OTHER.
@@ -503,10 +727,11 @@ def map_rows(
     n = spec.shape[0]
     status = np.zeros(n, np.uint8)
     kind = np.zeros(n, np.int8)
-    uval = np.zeros((n, N_COLS), np.uint64)
-    ival = np.zeros((n, N_COLS), np.int64)
-    valid = np.zeros((n, N_COLS), np.bool_)
-    sym = np.zeros((n, 2), np.int64)
+    uval = np.zeros((N_COLS, n), np.uint64)
+    ival = np.zeros((N_COLS, n), np.int64)
+    valid = np.zeros((N_COLS, n), np.bool_)
+    sym = np.zeros((2, n), np.int64)
+    table = _key_table(keys, key_s, key_e, key_form)
     n_keys = key_s.shape[0]
     vs = np.empty(n_keys, np.int64)
     ve = np.empty(n_keys, np.int64)
@@ -516,8 +741,7 @@ def map_rows(
             continue
         bs = body_s[r]
         be = body_e[r]
-        for k in range(n_keys):
-            vs[k] = -2  # not looked up yet
+        _find_values(buf, bs, be, table, keys, key_s, key_e, key_form, vs, ve)
         fine = True
         for c in range(N_COLS):
             k = col_key[sp, c]
@@ -542,16 +766,16 @@ def map_rows(
                     q += 1
                 if not fine:
                     break
-                sym[r, 0] = a
-                sym[r, 1] = q
-                valid[r, c] = True
+                sym[0, r] = a
+                sym[1, r] = q
+                valid[c, r] = True
             elif how == HOW_INT:
                 got, iv = _int32(buf, a, b)
                 if not got:
                     fine = False
                     break
-                ival[r, c] = iv
-                valid[r, c] = True
+                ival[c, r] = iv
+                valid[c, r] = True
             else:
                 if how == HOW_DEV:
                     colon = -1
@@ -588,8 +812,8 @@ def map_rows(
                 if u > col_hi[c]:
                     fine = False
                     break
-                uval[r, c] = u
-                valid[r, c] = True
+                uval[c, r] = u
+                valid[c, r] = True
         if not fine:
             status[r] = ST_POLARS
             continue
@@ -612,15 +836,15 @@ def map_rows(
                 fine = False
                 break
             c = PFN if t == 0 else NEW_PFN
-            if not valid[r, c]:
-                uval[r, c] = (page - vmem) // np.uint64(comp_size[sp, t])
-                valid[r, c] = True
+            if not valid[c, r]:
+                uval[c, r] = (page - vmem) // np.uint64(comp_size[sp, t])
+                valid[c, r] = True
         if not fine:
             status[r] = ST_POLARS
             continue
         # kind, and refs signed by it
-        refs = ival[r, REFS]
-        has_refs = valid[r, REFS]
+        refs = ival[REFS, r]
+        has_refs = valid[REFS, r]
         if kind_b[sp] >= 0:
             kd = kind_a[sp] if (not has_refs or refs >= 0) else kind_b[sp]
         else:
@@ -665,16 +889,16 @@ def map_rows(
             elif refs > 0:
                 refs = -refs
             has_refs = True
-        ival[r, REFS] = refs
-        valid[r, REFS] = has_refs
+        ival[REFS, r] = refs
+        valid[REFS, r] = has_refs
         # a page is needed (all kinds but fork), and replace needs the new page
-        has_page = valid[r, PFN] or (valid[r, INO] and valid[r, INDEX])
-        if (kd != kind_fork and not has_page) or (kd == kind_replace and not valid[r, NEW_PFN]):
+        has_page = valid[PFN, r] or (valid[INO, r] and valid[INDEX, r])
+        if (kd != kind_fork and not has_page) or (kd == kind_replace and not valid[NEW_PFN, r]):
             status[r] = ST_POLARS
             continue
         kind[r] = kd
         status[r] = ST_EVENT
-    return status, kind, uval, ival, valid, sym[:, 0].copy(), sym[:, 1].copy()
+    return status, kind, uval, ival, valid, sym[0], sym[1]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -718,10 +942,10 @@ def _kv_scan(
                             w = q + 1
                             while w < te and buf[w] != 61:
                                 w += 1
-                            out[m, 0] = t
-                            out[m, 1] = q
-                            out[m, 2] = q + 1
-                            out[m, 3] = w
+                            out[0, m] = t
+                            out[1, m] = q
+                            out[2, m] = q + 1
+                            out[3, m] = w
                         m += 1
             t = te + 1
     offsets[body_s.shape[0]] = m
@@ -730,14 +954,14 @@ def _kv_scan(
 
 @nb.njit(cache=True, nogil=True)
 def kv_spans(buf: np.ndarray, body_s: np.ndarray, body_e: np.ndarray) -> tuple[np.ndarray, ...]:
-    """`fields.kv_list` for printable ASCII bodies: list offsets, and [key start, key end,
-    value start, value end] per pair.
+    """`fields.kv_list` for printable ASCII bodies: list offsets, and the key starts, key
+    ends, value starts and value ends of the pairs (rows of a (4, pairs) array).
 
     A token (split on single spaces) is kept when it starts with `[A-Za-z_][A-Za-z0-9_.[\\]]*=`;
     its key is what comes before the first `=`, its value what follows up to a second `=`.
     """
     offsets = np.empty(body_s.shape[0] + 1, np.int64)
-    m = _kv_scan(buf, body_s, body_e, False, offsets, np.empty((0, 4), np.int64))
-    out = np.empty((m, 4), np.int64)
+    m = _kv_scan(buf, body_s, body_e, False, offsets, np.empty((4, 0), np.int64))
+    out = np.empty((4, m), np.int64)
     _kv_scan(buf, body_s, body_e, True, offsets, out)
     return offsets, out

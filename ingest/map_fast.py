@@ -56,6 +56,7 @@ class Plan:
     keys: np.ndarray
     key_s: np.ndarray
     key_e: np.ndarray
+    key_form: np.ndarray  # 0 `name=`, 1 `name value`, 2 a name with a space (scanned)
     col_key: np.ndarray
     col_base: np.ndarray
     col_shift: np.ndarray
@@ -108,6 +109,10 @@ def compile_specs(specs: list[EventSpec]) -> Plan:
         keys=np.frombuffer(b"".join(prefixes) or b"\0", np.uint8),
         key_s=ends - np.array([len(p) for p in prefixes], np.int64),
         key_e=ends,
+        key_form=np.array(
+            [2 if " " in k.name or "=" in k.name else (0 if k.sep == "=" else 1) for k in key_ids],
+            np.int64,
+        ),
         col_key=col_key,
         col_base=col_base,
         col_shift=col_shift,
@@ -155,6 +160,7 @@ def map_block(
         plan.keys,
         plan.key_s,
         plan.key_e,
+        plan.key_form,
         plan.col_key,
         COL_HOW,
         plan.col_base,
@@ -232,9 +238,9 @@ def _events(
     sym_e: np.ndarray,
 ) -> pl.DataFrame:
     tgid = f.tgid[idx]
-    u = uval[idx]
-    iv = ival[idx]
-    ok = valid[idx]
+    u = uval[:, idx]
+    iv = ival[:, idx]
+    ok = valid[:, idx]
     cols: dict[str, pa.Array] = {
         "line": pa.array(f.line_numbers()[idx]),
         "ts_ns": pa.array(f.ts[idx]),
@@ -246,12 +252,11 @@ def _events(
     for c, col in enumerate(_COLS):
         how = COLUMNS[col][0]
         if how == "sym":
-            sym = ac.strings(f.buf, sym_s[idx], sym_e[idx])
-            cols[col] = _with_validity(sym, np.ascontiguousarray(ok[:, c]))
+            cols[col] = ac.strings(f.buf, sym_s[idx], sym_e[idx], ok[c])
         elif how == "int":
-            cols[col] = ac.numbers(np.ascontiguousarray(iv[:, c]), np.ascontiguousarray(ok[:, c]))
+            cols[col] = ac.numbers(iv[c], ok[c])
         else:
-            cols[col] = ac.numbers(np.ascontiguousarray(u[:, c]), np.ascontiguousarray(ok[:, c]))
+            cols[col] = ac.numbers(u[c], ok[c])
     df = pl.from_arrow(pa.table(cols))
     assert isinstance(df, pl.DataFrame)
     id_sel = pl.Series(ids[idx], dtype=pl.Int64)
@@ -262,13 +267,6 @@ def _events(
     return schema.conform(df, "events").drop("trace_id")
 
 
-def _with_validity(arr: pa.Array, valid: np.ndarray) -> pa.Array:
-    if valid.all():
-        return arr
-    bitmap = pa.array(valid).buffers()[1]
-    return pa.Array.from_buffers(arr.type, len(arr), [bitmap, *arr.buffers()[1:]])
-
-
 def _other(f: FastFramed, idx: np.ndarray, ids: np.ndarray, names: pl.Series) -> pl.DataFrame:
     tgid = f.tgid[idx]
     body_s = f.body_s[idx]
@@ -276,8 +274,8 @@ def _other(f: FastFramed, idx: np.ndarray, ids: np.ndarray, names: pl.Series) ->
     offsets, kv = K.kv_spans(f.buf, body_s, body_e)
     pairs = pa.StructArray.from_arrays(
         [
-            ac.strings(f.buf, np.ascontiguousarray(kv[:, 0]), np.ascontiguousarray(kv[:, 1])),
-            ac.strings(f.buf, np.ascontiguousarray(kv[:, 2]), np.ascontiguousarray(kv[:, 3])),
+            ac.strings(f.buf, kv[0], kv[1]),
+            ac.strings(f.buf, kv[2], kv[3]),
         ],
         names=["key", "value"],
     )
