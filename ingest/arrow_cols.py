@@ -26,7 +26,7 @@ def strings(
     """
     bitmap = None if valid is None or valid.all() else pa.array(valid).buffers()[1]
     if buf.size < _VIEW_LIMIT:
-        views = K.view_spans(buf, starts, ends)
+        views = K.view_spans(buf, K.words_of(buf), starts, ends)
         return pa.Array.from_buffers(
             pa.string_view(), len(starts), [bitmap, pa.py_buffer(views), pa.py_buffer(buf)]
         )

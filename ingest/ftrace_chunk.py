@@ -17,7 +17,7 @@ from ingest import arrow_cols as ac
 from ingest import ftrace_kernel as K
 from ingest import source as src
 from ingest.framing import ChunkContext
-from ingest.ftrace_fast import frame_block
+from ingest.ftrace_fast import FastFramed, frame_block
 from ingest.map_fast import map_block
 from ingest.mapping import Mapping
 from ingest.read_ftrace import finish
@@ -37,10 +37,17 @@ class ChunkTables:
     n_dup: int  # event lines whose text came earlier in this chunk
 
 
-def frame_map_chunk(
-    chunk: src.LineChunk, ctx: ChunkContext, trace_id: str, mapping: Mapping
-) -> ChunkTables:
-    """Frame and map a chunk's bytes; ctx is updated as `read_ftrace.frame_ftrace` does."""
+@dataclass
+class FramedChunk:
+    """A chunk framed: the kernel's event lines (f) and the others, finished (framed)."""
+
+    f: FastFramed
+    framed: pl.DataFrame  # FRAMED_SCHEMA rows of the lines the kernel left to polars
+    words: np.ndarray
+
+
+def frame_chunk(chunk: src.LineChunk, ctx: ChunkContext) -> FramedChunk:
+    """Find and frame a chunk's lines; ctx is updated as `read_ftrace.frame_ftrace` does."""
     buf = np.frombuffer(chunk.data, np.uint8)
     words = K.words_of(buf)
     starts, ends, clean = K.scan_lines(buf, words, chunk.end, chunk.n_lines)
@@ -55,9 +62,14 @@ def frame_map_chunk(
         return lines
 
     f = frame_block(buf, starts, ends, chunk.first_line, ctx, fallback_text, clean)
-    framed = finish(f.others)
+    return FramedChunk(f, finish(f.others), words)
+
+
+def map_chunk(fc: FramedChunk, trace_id: str, mapping: Mapping) -> ChunkTables:
+    """Map a framed chunk's events; time stamps and line hashes for the pipeline's checks."""
+    f = fc.f
     is_event = pl.col("cls") == "event"
-    fb_events = framed.filter(is_event)
+    fb_events = fc.framed.filter(is_event)
     mapped = map_block(f, fb_events, trace_id, mapping)
 
     ts = pl.DataFrame(
@@ -67,7 +79,7 @@ def frame_map_chunk(
             "cpu": pl.Series(f.cpu, dtype=pl.Int16),
         }
     )
-    hashes = K.hash_spans(buf, words, starts[f.rows], ends[f.rows])
+    hashes = K.hash_spans(f.buf, fc.words, f.starts[f.rows], f.ends[f.rows])
     if fb_events.height:
         ts = (
             pl.concat([ts, fb_events.select("line", "ts_ns", "cpu")])
@@ -79,7 +91,7 @@ def frame_map_chunk(
     n_events = len(f.rows) + fb_events.height
     distinct = pl.Series("h", hashes, dtype=pl.UInt64).unique()
     return ChunkTables(
-        framed=framed.filter(~is_event),
+        framed=fc.framed.filter(~is_event),
         n_event_lines=n_events,
         events=mapped.events,
         other=mapped.other,
@@ -88,3 +100,10 @@ def frame_map_chunk(
         hashes=distinct,
         n_dup=n_events - distinct.len(),
     )
+
+
+def frame_map_chunk(
+    chunk: src.LineChunk, ctx: ChunkContext, trace_id: str, mapping: Mapping
+) -> ChunkTables:
+    """Frame and map a chunk's bytes; ctx is updated as `read_ftrace.frame_ftrace` does."""
+    return map_chunk(frame_chunk(chunk, ctx), trace_id, mapping)
