@@ -184,32 +184,30 @@ def map_block(
     other_idx = np.flatnonzero((status == K.ST_OTHER) & (spec_rows == -1))
     slow_idx = np.flatnonzero((status == K.ST_POLARS) | (spec_rows == -2))
 
-    events = _events(f, ev_idx, ids, name_col, kind, uval, ival, valid, sym_s, sym_e)
     other = _other(f, other_idx, ids, name_col)
     slow = fb_events
     if len(slow_idx):
         slow = pl.concat([schema_framed(event_frame(f, slow_idx)), fb_events], how="vertical")
-    if slow.height:
-        m = map_events(slow, trace_id, mapping)
-        first_line = {
-            name: int(f.rows[r] + f.first_line) for name, r in zip(names, first, strict=True)
-        }
-        for name, line in slow.group_by("event").agg(pl.col("line").min()).iter_rows():
-            if name is not None:  # (a loop over distinct names)
-                first_line[name] = min(first_line.get(name, line), line)
-        events = _in_map_order(
-            pl.concat([events, m.events.drop("trace_id")], how="vertical"), first_line
-        )
-        if m.other.height:
-            other = pl.concat([other, m.other.drop("trace_id")], how="vertical").sort("line")
-        rejects = m.rejects
-    else:
-        first_row = np.empty(len(names), np.int64)
-        first_row[:] = first
-        key = first_row[ids[ev_idx]]
+    if not slow.height:
+        # All mapped here: gather the rows straight into the mapper's order (by the first
+        # appearance of their event name, then by line), with no reordering afterwards.
+        key = first[ids[ev_idx]]
         if len(key) and (np.diff(key) < 0).any():
-            events = events[np.argsort(key, kind="stable")]
-        rejects = schema.empty("rejects")
+            ev_idx = ev_idx[np.argsort(key, kind="stable")]
+        events = _events(f, ev_idx, ids, name_col, kind, uval, ival, valid, sym_s, sym_e)
+        return MappedBlock(events, other, schema.empty("rejects"))
+    events = _events(f, ev_idx, ids, name_col, kind, uval, ival, valid, sym_s, sym_e)
+    m = map_events(slow, trace_id, mapping)
+    first_line = {name: int(f.rows[r] + f.first_line) for name, r in zip(names, first, strict=True)}
+    for name, line in slow.group_by("event").agg(pl.col("line").min()).iter_rows():
+        if name is not None:  # (a loop over distinct names)
+            first_line[name] = min(first_line.get(name, line), line)
+    events = _in_map_order(
+        pl.concat([events, m.events.drop("trace_id")], how="vertical"), first_line
+    )
+    if m.other.height:
+        other = pl.concat([other, m.other.drop("trace_id")], how="vertical").sort("line")
+    rejects = m.rejects
     return MappedBlock(events, other, rejects)
 
 
