@@ -46,6 +46,7 @@ COL_HI = np.array([COLUMNS[c][1] if COLUMNS[c][0] != "sym" else 0 for c in _COLS
 _KIND_CODE = {k: i for i, k in enumerate(schema.KINDS)}
 ACQUIRE_MASK = np.array([k in ACQUIRE for k in schema.KINDS], np.bool_)
 RELEASE_MASK = np.array([k in RELEASE for k in schema.KINDS], np.bool_)
+_ARROW = {"uint": pa.uint64(), "dev": pa.uint64(), "int": pa.int64()}
 _KIND_VALUES = pl.Series("kind", list(schema.KINDS), dtype=schema.KIND)
 
 
@@ -236,9 +237,6 @@ def _events(
     sym_e: np.ndarray,
 ) -> pl.DataFrame:
     tgid = f.tgid[idx]
-    u = uval[:, idx]
-    iv = ival[:, idx]
-    ok = valid[:, idx]
     cols: dict[str, pa.Array] = {
         "line": pa.array(f.line_numbers()[idx]),
         "ts_ns": pa.array(f.ts[idx]),
@@ -248,13 +246,18 @@ def _events(
         "comm": ac.strings(f.buf, f.comm_s[idx], f.comm_e[idx]),
     }
     for c, col in enumerate(_COLS):
+        # only the columns some row fills are gathered (a chunk's events use few of them)
         how = COLUMNS[col][0]
+        if not valid[c].any():
+            cols[col] = pa.nulls(len(idx), pa.string() if how == "sym" else _ARROW[how])
+            continue
+        ok = valid[c][idx]
         if how == "sym":
-            cols[col] = ac.strings(f.buf, sym_s[idx], sym_e[idx], ok[c])
+            cols[col] = ac.strings(f.buf, sym_s[idx], sym_e[idx], ok)
         elif how == "int":
-            cols[col] = ac.numbers(iv[c], ok[c])
+            cols[col] = ac.numbers(ival[c][idx], ok)
         else:
-            cols[col] = ac.numbers(u[c], ok[c])
+            cols[col] = ac.numbers(uval[c][idx], ok)
     df = pl.from_arrow(pa.table(cols))
     assert isinstance(df, pl.DataFrame)
     id_sel = pl.Series(ids[idx], dtype=pl.Int64)
