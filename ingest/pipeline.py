@@ -34,6 +34,8 @@ HEAD_LINES = 200
 WORKERS = 2  # chunks framed and mapped at once (polars releases the GIL)
 # Formats whose reader carries nothing across chunks but the last event line (fixed up after).
 _PARALLEL_FORMATS = ("ftrace", "trace-cmd")
+# Formats framed and mapped from the chunk's bytes by the compiled kernels (ingest/ftrace_chunk.py)
+_COMPILED_FORMATS = ("ftrace", "trace-cmd")
 _UNKNOWN_LINE = -1  # event_line of a chunk's leading stack frames until the previous is known
 
 # The trace clock as the text shows it (first match wins): ns digits (`trace-cmd report -t`,
@@ -388,7 +390,7 @@ def _write_trace(
                     "before its first block); expected a compressed trace"
                 )
             raise InputError(f"{path}: empty file, nothing to ingest (expected trace text)")
-        head = first.lines.head(HEAD_LINES).to_list()
+        head = src.head_lines(first, HEAD_LINES)
         if fmt is None:
             fmt = "trace-cmd" if source.container == "dat" else _detect(head, path)
         info = {**src.uname_info(source.uname), **src.header_info(head)}
@@ -500,32 +502,43 @@ def _frame_map(
     writer: _PartWriter,
 ) -> _Mapped:
     """The per-chunk work that needs nothing from the chunk before: runs in a worker thread."""
-    n = chunk.lines.len()
-    framed = conform_framed(frame(chunk.lines, chunk.first_line, ctx))
-    if framed.height != n:
+    n = chunk.n_lines
+    tid_lit = pl.lit(tid, pl.String()).alias("trace_id")
+    if ctx.format in _COMPILED_FORMATS:
+        from ingest.ftrace_chunk import frame_map_chunk
+
+        t = frame_map_chunk(chunk, ctx, tid, mapping)
+        n_rows = t.framed.height + t.n_event_lines
+        n_ev, framed, ts, hashes, n_dup = t.n_event_lines, t.framed, t.ts, t.hashes, t.n_dup
+        raw_events, raw_other, raw_rejects = t.events, t.other, t.rejects
+    else:
+        framed = conform_framed(frame(chunk.lines, chunk.first_line, ctx))
+        n_rows = framed.height
+        ev = framed.filter(pl.col("cls") == "event")
+        mapped = _map(ev, tid, mapping)
+        raw_events, raw_other, raw_rejects = mapped.events, mapped.other, mapped.rejects
+        n_ev = ev.height
+        ts = ev.select("line", "ts_ns", "cpu").filter(pl.col("ts_ns").is_not_null())
+        # hash every line, then pick the events' (gathering numbers, not strings)
+        hashes = chunk.lines.hash(seed=0).gather(ev.get_column("line") - chunk.first_line).unique()
+        n_dup = ev.height - hashes.len()
+        framed = framed.filter(pl.col("cls") != "event")
+    if n_rows != n:
         raise RuntimeError(
-            f"{ctx.path}: the {ctx.format} reader returned {framed.height} rows for {n} lines "
+            f"{ctx.path}: the {ctx.format} reader returned {n_rows} rows for {n} lines "
             f"starting at line {chunk.first_line}"
         )
-    ev = framed.filter(pl.col("cls") == "event")
-    tid_lit = pl.lit(tid, pl.String()).alias("trace_id")
-    mapped = _map(ev, tid, mapping)
-    events = conform(mapped.events.with_columns(tid_lit), "events")
-    other = conform(mapped.other.with_columns(tid_lit), "other_events")
-    map_rejects = conform(mapped.rejects.with_columns(tid_lit), "rejects")
-    if events.height + other.height + map_rejects.height != ev.height:
+    events = conform(raw_events.with_columns(tid_lit), "events")
+    other = conform(raw_other.with_columns(tid_lit), "other_events")
+    map_rejects = conform(raw_rejects.with_columns(tid_lit), "rejects")
+    if events.height + other.height + map_rejects.height != n_ev:
         raise RuntimeError(
             f"{ctx.path}: the mapper returned {events.height} events + {other.height} other + "
-            f"{map_rejects.height} rejects for {ev.height} event lines "
+            f"{map_rejects.height} rejects for {n_ev} event lines "
             f"starting at line {chunk.first_line}"
         )
     writer.write("events", events, part)
     writer.write("other_events", other, part)
-    ts = ev.select("line", "ts_ns", "cpu").filter(pl.col("ts_ns").is_not_null())
-    # hash every line, then pick the events' (gathering numbers, not strings)
-    hashes = chunk.lines.hash(seed=0).gather(ev.get_column("line") - chunk.first_line).unique()
-    n_dup = ev.height - hashes.len()
-    framed = framed.filter(pl.col("cls") != "event")
     return _Mapped(
         part, framed, ctx, events.select("kind"), other.height, map_rejects, ts, hashes, n_dup
     )
@@ -565,7 +578,7 @@ def _commit(
 ) -> None:
     """What depends on the chunks before, in file order: stacks, lost gaps, totals."""
     framed = _fix_leading_stacks(chunk, m, frame, ctx) if parallel else m.framed
-    tot.total += chunk.lines.len()
+    tot.total += chunk.n_lines
     cls = pl.col("cls")
     tid_lit = pl.lit(tid, pl.String()).alias("trace_id")
     rejects = pl.concat(

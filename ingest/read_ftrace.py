@@ -533,20 +533,37 @@ def _as_events(fast: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def frame_ftrace(lines: pl.Series, first_line: int, ctx: ChunkContext) -> pl.DataFrame:
-    """Frame one chunk of ftrace or trace-cmd report text: one FRAMED_SCHEMA row per line.
+def frame_unattached(df: pl.DataFrame, ctx: ChunkContext) -> pl.DataFrame:
+    """Frame the lines of `df` (columns `line`, `raw`), leaving the stack frames unattached.
 
-    The plain event lines (nearly all of a trace) go through `_fixed_events` when the chunk has
+    The plain event lines (nearly all of a trace) go through `_fixed_events` when the lines have
     a fixed layout, else `_fast_events`; the few others through the slower paths, and their rows
     are put back in place by index (once: each column copy costs as much as a fast pass op).
+    Lines need not be consecutive: each row's result depends on its own text only.
     """
-    df = start_frame(lines, first_line)
-    layout = _learn_layout(lines)
+    layout = _learn_layout(df.get_column("raw"))
     fast = _fast_events(df) if layout is None else _fixed_events(df, layout)
     ok = fast.get_column("_fast")
     out = _as_events(fast.drop("_fast"))
     if not ok.all():
         idx = (~ok).arg_true()
         out = _patch(out, idx, _frame_others(df[idx], ctx, layout is None), list(_PATCHED))
+    return out
+
+
+def frame_ftrace_polars(lines: pl.Series, first_line: int, ctx: ChunkContext) -> pl.DataFrame:
+    """`frame_ftrace` with polars expressions only: the definition the compiled kernel
+    (ingest/ftrace_fast.py) must match, and its fallback for the lines it does not take."""
+    out = frame_unattached(start_frame(lines, first_line), ctx)
     out = attach_stacks(out, ctx)
     return finish(out)
+
+
+def frame_ftrace(lines: pl.Series, first_line: int, ctx: ChunkContext) -> pl.DataFrame:
+    """Frame one chunk of ftrace or trace-cmd report text: one FRAMED_SCHEMA row per line.
+
+    The compiled kernel frames the plain event lines; `frame_ftrace_polars` the others.
+    """
+    from ingest.ftrace_fast import frame_series
+
+    return frame_series(lines, first_line, ctx)

@@ -20,9 +20,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import polars as pl
 
 from ingest.errors import InputError
@@ -276,11 +278,21 @@ class _CountingReader(io.RawIOBase):
 
 @dataclass
 class LineChunk:
-    """A run of whole lines: `lines[i]` is line `first_line + i` of the file."""
+    """A run of whole lines: `lines[i]` is line `first_line + i` of the file.
 
-    lines: pl.Series
+    The chunk keeps its bytes (`data[:end]`, every line `\\n`-terminated): the compiled ftrace
+    path reads them directly, and the String series `lines` is only split when asked for.
+    """
+
+    data: bytes
+    end: int
     first_line: int
     nbytes: int
+    n_lines: int
+
+    @cached_property
+    def lines(self) -> pl.Series:
+        return split_lines(self.data, self.end)
 
 
 def read_full(stream: BinaryIO, n: int) -> bytes:
@@ -300,25 +312,45 @@ def iter_line_chunks(stream: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator
     """Cut a byte stream into chunks of whole lines, carrying the partial last line forward.
 
     A final line without a newline is still a line. `\\r\\n` endings lose their `\\r`.
+    A seekable stream re-reads the partial last line with the next block instead of copying
+    the block behind it (a 48 MiB copy into fresh pages per chunk).
     """
+    from ingest.ftrace_kernel import count_lines, words_of
+
+    try:
+        seekable = stream.seekable()
+    except (AttributeError, OSError):
+        seekable = False
     first_line = 1
     tail = b""
     while True:
         data = read_full(stream, block_size)
         if not data:
             break
-        block = tail + data
+        block = tail + data if tail else data
         cut = block.rfind(b"\n")
         if cut < 0:
             tail = block  # one line longer than a block: keep reading
             continue
         tail = block[cut + 1 :]
-        lines = split_lines(block, cut + 1)  # the whole lines only, without copying them out
-        yield LineChunk(lines, first_line, cut + 1)
-        first_line += lines.len()
+        if tail and seekable and len(tail) <= len(data):
+            stream.seek(-len(tail), io.SEEK_CUR)
+            tail = b""
+        buf = np.frombuffer(block, np.uint8)
+        n = count_lines(buf, words_of(buf), cut + 1)
+        yield LineChunk(block, cut + 1, first_line, cut + 1, n)
+        first_line += n
     if tail:
-        lines = split_lines(tail + b"\n")
-        yield LineChunk(lines, first_line, len(tail))
+        block = tail + b"\n"
+        yield LineChunk(block, len(block), first_line, len(tail), 1)
+
+
+def head_lines(chunk: LineChunk, n: int) -> list[str]:
+    """The chunk's first n lines as text, without splitting the whole chunk."""
+    end = 0
+    for _ in range(min(n, chunk.n_lines)):  # n is a few hundred
+        end = chunk.data.index(b"\n", end) + 1
+    return split_lines(chunk.data, end).to_list() if end else []
 
 
 def split_lines(data: bytes, end: int | None = None) -> pl.Series:

@@ -266,15 +266,21 @@ def _near_layout_chunk(rnd: random.Random, n: int) -> list[str]:
 @given(st.integers(0, 2**32 - 1))
 @example(6)  # a comm holding `-1 [3] `, a 7-digit pid and odd flags: the `-digit` guard's case
 def test_fixed_layout_path_reads_what_the_searching_path_reads(seed: int) -> None:
+    # (the polars readers alone: the compiled kernel would take most lines before them; it is
+    # held to them in tests/test_ftrace_kernel.py, and checked here on the same lines)
     s = pl.Series(_near_layout_chunk(random.Random(seed), 400), dtype=pl.String)
-    fast = frame_ftrace(s, 1, ChunkContext(path="fuzz.trace", format="ftrace"))
+    ctx = ChunkContext(path="fuzz.trace", format="ftrace")
+    fast = read_ftrace.frame_ftrace_polars(s, 1, ctx)
     learn = read_ftrace._learn_layout
     read_ftrace._learn_layout = lambda _lines: None
     try:
-        slow = frame_ftrace(s, 1, ChunkContext(path="fuzz.trace", format="ftrace"))
+        slow = read_ftrace.frame_ftrace_polars(
+            s, 1, ChunkContext(path="fuzz.trace", format="ftrace")
+        )
     finally:
         read_ftrace._learn_layout = learn
     assert_frame_equal(fast, slow)
+    assert_frame_equal(frame_ftrace(s, 1, ChunkContext(path="fuzz.trace", format="ftrace")), slow)
 
 
 def test_fixed_layout_path_is_taken_on_a_plain_chunk() -> None:

@@ -1,0 +1,58 @@
+"""numpy arrays ↔ Arrow/polars columns without a Python loop over rows.
+
+The compiled kernels return numbers and byte spans; these helpers turn them into columns
+(zero-copy for numbers, one compiled copy for strings) and back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ingest import ftrace_kernel as K
+
+_VIEW_LIMIT = 1 << 31  # string views address their buffer with int32 offsets
+
+
+def strings(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, valid: np.ndarray | None = None
+) -> pa.Array:
+    """The byte spans buf[starts[i]:ends[i]] (valid UTF-8 by the caller's word) as strings,
+    null where `valid` is False.
+
+    As string views into buf: no byte is copied, and polars takes them as they are (they
+    keep buf alive as long as they live).
+    """
+    bitmap = None if valid is None or valid.all() else pa.array(valid).buffers()[1]
+    if buf.size < _VIEW_LIMIT:
+        views = K.view_spans(buf, K.words_of(buf), starts, ends)
+        return pa.Array.from_buffers(
+            pa.string_view(), len(starts), [bitmap, pa.py_buffer(views), pa.py_buffer(buf)]
+        )
+    offsets, data = K.gather_spans(buf, starts, ends, False)
+    return pa.Array.from_buffers(
+        pa.large_string(), len(starts), [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+
+
+def numbers(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """A numeric column, null where `valid` is False."""
+    if valid is None or valid.all():
+        return pa.array(values)
+    if not valid.any():
+        return pa.nulls(len(values), pa.from_numpy_dtype(values.dtype))
+    return pa.array(values, mask=~valid)
+
+
+def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bytes, starts, ends) of a String series (nulls read as empty), for the kernels."""
+    arr = s.fill_null("").rechunk().to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.large_string())
+    n = len(arr)
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, np.int64, count=n + 1, offset=arr.offset * 8)
+    data = np.zeros(0, np.uint8) if data_buf is None else np.frombuffer(data_buf, np.uint8)
+    return data, offsets[:-1], offsets[1:]
