@@ -6,7 +6,7 @@ BATCH_ROWS at a time: a trace already in (ts_ns, line) order, as most are, is re
 its Parquet parts; one that is not (trace_pipe interleaves CPUs) is first cut into replay-order
 ranges in scratch files. Per-page state is all that crosses batches, so memory is bounded by the
 trace's pages and one batch, not by its events. Each batch's page_events are written as one part
-file grouped by (kind, page_id, seq), and the spans closed in it as one intervals part grouped by
+file grouped by (kind, seq), and the spans closed in it as one intervals part grouped by
 state, in small row groups with statistics, so that a rule's `kind = …` scan reads only that
 kind. The state pass of one batch overlaps the Parquet writing of the previous ones.
 ReplaySummary.stages says where the time went.
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from ingest import dataset as ds
 from ingest.errors import InputError
@@ -196,14 +197,7 @@ def _replay_trace(
                 continue
             out = root / f"trace_id={tid}"
             out.mkdir(parents=True, exist_ok=True)
-            # lz4, not zstd: a scan decompresses every page of the row groups it reads, and
-            # lz4 decodes several times faster
-            df.write_parquet(
-                out / f"part-{part:05d}.parquet",
-                compression="lz4",
-                statistics=True,
-                row_group_size=ROW_GROUP_ROWS,
-            )
+            write_part(df, out / f"part-{part:05d}.parquet", "kind" if root is pe_dir else "state")
         return (0 if pe is None else pe.height), iv.height
 
     def settle(f: Future[tuple[int, int]]) -> None:
@@ -236,6 +230,32 @@ def _replay_trace(
                 settle(f)
     counts["parts"] = part
     return counts
+
+
+# Dictionary-encoded: the enums and the few-valued strings. The rest (counters, ids, page_id)
+# encode faster plain and compress as well under lz4.
+_DICTIONARY = ("kind", "state", "buffers_before", "buffers_after", "trace_id", "comm", "caller",
+               "source_event")  # fmt: skip
+
+
+def write_part(df: pl.DataFrame, path: Path, grouped_by: str) -> None:
+    """One derived part file, encoded for the rules' scans and cheaply.
+
+    lz4, not zstd: a scan decompresses every page of the row groups it reads, and lz4 decodes
+    several times faster. Min/max statistics only on the column the part is grouped by: they
+    are what lets a `kind = …` / `state = …` scan skip the other row groups, and computing
+    them for every column cost a quarter of the write. pyarrow rather than polars' writer for
+    the per-column choices: about 40% less CPU per row, and replay's floor is this write.
+    """
+    table = df.to_arrow()
+    pq.write_table(
+        table,
+        path,
+        compression="lz4",
+        row_group_size=ROW_GROUP_ROWS,
+        use_dictionary=[c for c in _DICTIONARY if c in table.column_names],
+        write_statistics=[grouped_by],
+    )
 
 
 def _batches(
