@@ -23,10 +23,11 @@ from replay.schema import BUFFERS, PAGE_EVENTS_SCHEMA
 
 _BUFFER_NAMES = pl.Series(["unknown", "no", "yes"], dtype=BUFFERS)
 # Rows of the open-span pool to start with (it doubles as needed), and spans and holder rows
-# one kernel call may emit (it stops and is called again): tests shrink both, and the hash
-# tables (identity._capacity), to reach every growth path.
+# one kernel call may emit (it stops and is called again), and events per identity batch: tests
+# shrink them, and the hash tables (identity._TABLE_ROWS), to reach every growth path.
 _POOL_ROWS = 1 << 14
 _OUT_ROWS = 1 << 16
+_IDENTITY_ROWS = 1 << 22
 
 
 @dataclass
@@ -64,7 +65,7 @@ def replay_events(
         end = trace_end_ts if trace_end_ts is not None else one["ts_ns"].max()
         tr = TraceReplay(
             tid,
-            one.select(identity.IDENTITY_COLUMNS),
+            identity.identify(one.select(identity.IDENTITY_COLUMNS), _IDENTITY_ROWS),
             lost_df.filter(pl.col("trace_id").eq_missing(tid)),
             kernel=kernel,
             trace_start_ts=start,
@@ -97,14 +98,14 @@ def _lost_frame(lost: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:
 class TraceReplay:
     """One trace's replay: the identity pass at construction, then state batch by batch.
 
-    `narrow` holds the trace's identity columns (identity.IDENTITY_COLUMNS) in replay order;
-    `batch` must then be given every event of the trace, in the same order, with `seq`.
+    `pages` is the trace's page identity (identity.IdentityPass over its events in replay
+    order); `batch` must then be given every event of the trace, in the same order, with `seq`.
     """
 
     def __init__(
         self,
         trace_id: str | None,
-        narrow: pl.DataFrame | pl.LazyFrame,
+        pages: identity.Pages,
         lost: pl.DataFrame,
         *,
         kernel: str | None,
@@ -120,7 +121,6 @@ class TraceReplay:
         self.longterm_bit = int(flags["FOLL_LONGTERM"])
         self.row = 0
 
-        pages = identity.identify(narrow)
         self.n = pages.slot.shape[0]
         self.slot, self.pg_i, self.pg_u, self.pages = (
             pages.slot,

@@ -1,13 +1,12 @@
 """Page identity (docs/replay.md "Page identity"): replay order, and a trace's events resolved
 to pages. Keys become dense ids (compiled hash passes), then replay/kernel.py `resolve_pass`
 resolves folio heads and file-only events, cuts generations and gives each event a page slot,
-and `infer_pass` collects what initial-state inference needs; `identify` returns that with the
-page table (page_id formatted once per page).
+and `infer_pass` collects what initial-state inference needs, batch by batch (IdentityPass);
+`pages()` returns that with the page table (page_id formatted once per page).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,10 +16,8 @@ import polars as pl
 from ingest.schema import EVENTS_SCHEMA
 from replay import kernel as K
 
-# Columns the identity pass reads: narrow, so a whole trace's fit in memory.
+# Columns the identity pass reads.
 IDENTITY_COLUMNS: tuple[str, ...] = (
-    "line",
-    "ts_ns",
     "kind",
     "pfn",
     "folio_order",
@@ -55,6 +52,11 @@ def page_id(
     )
 
 
+# Rows the hash tables and per-page arrays start with (they double as needed): tests shrink it
+# to reach every growth path.
+_TABLE_ROWS = 1024
+
+
 @dataclass
 class Pages:
     """A trace's page identity: each event's page slot (-1: pageless) and, per slot, what the
@@ -66,50 +68,135 @@ class Pages:
     table: pl.DataFrame
 
 
-def identify(narrow: pl.DataFrame | pl.LazyFrame) -> Pages:
-    """Resolve a trace's events (IDENTITY_COLUMNS, in replay order) to pages.
+def identify(narrow: pl.DataFrame, batch_rows: int | None = None) -> Pages:
+    """Resolve a trace's events (IDENTITY_COLUMNS, in replay order) to pages, batch_rows at a
+    time (default: at once)."""
+    ident = IdentityPass(narrow.height)
+    for batch in narrow.iter_slices(batch_rows or max(narrow.height, 1)):
+        ident.feed(batch)
+    return ident.pages()
 
-    A LazyFrame is read one column at a time; a DataFrame's columns are consumed in turn, so the
-    caller may drop it as soon as this returns.
+
+class IdentityPass:
+    """Page identity over a trace's events fed in replay order, a batch at a time.
+
+    What crosses batches is keyed by page or by key (hash tables, per-id and per-page rows),
+    plus a 4-byte page slot per event: a trace of any length is resolved in memory bounded by
+    its pages and one batch.
     """
 
-    def col(name: str) -> pl.Series:
-        if isinstance(narrow, pl.LazyFrame):
-            return narrow.select(name).collect().to_series()
-        return narrow.get_column(name)
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.row = 0
+        self.slot = np.full(n, -1, np.int32)
+        self.pfn_table = K.new_table(_TABLE_ROWS)
+        self.file_table = K.new_table(_TABLE_ROWS)
+        self.q_table = K.new_table(_TABLE_ROWS)
+        self.orders = np.zeros(0, np.int64)  # folio orders > 0 seen so far
+        self.resolve = K.new_resolve_state(_TABLE_ROWS)
+        self.n_pages = 0
+        self.acc = np.zeros((_TABLE_ROWS, K.N_ACC), np.int64)
 
-    kind = kind_codes(col("kind"))
-    order = col("folio_order").fill_null(0).cast(pl.Int8).to_numpy()
-    ids = _dense_ids(col, kind, order)
-    dev, dev_v = as_arrays(col("dev"), pl.Int64)
-    slot, pg = K.resolve_pass(
-        kind, order, ids.pid, ids.hid, ids.orders, ids.fid, ids.qid, dev, dev_v, ids.ino,
-        ids.ino_v,
-    )  # fmt: skip
-    del order, ids.pid, ids.hid, ids.fid, ids.qid
-    init = K.infer_pass(kind, slot, abs_refs(col("refs")), pg)
-    del kind
-    n_pages = pg.shape[0]
-    is_pfn = pg[:, K.PGR_PFN] >= 0
-    first = pg[:, K.PGR_ROW]
-    pfns = np.append(ids.pfns, np.uint64(0))  # file pages (id -1) read the last entry
-    ppfn = np.where(is_pfn, pfns[pg[:, K.PGR_PFN]], 0).astype(np.uint64)
-    pg_i = np.zeros((n_pages, K.N_PG_I), np.int64)
-    pg_u = np.zeros((n_pages, K.N_PG_U), np.uint8)
-    pg_i[:, K.PG_GEN] = pg[:, K.PGR_GEN]
-    pg_i[:, K.PG_DEV] = np.where(is_pfn, 0, dev[first])
-    pg_i[:, K.PG_INIT_PINS] = init[:, 0]
-    pg_i[:, K.PG_INIT_GETS] = init[:, 1]
-    pg_u[:, K.PG_IS_PFN] = is_pfn
-    pg_u[:, K.PG_DEV_V] = ~is_pfn & dev_v[first]
-    pg_u[:, K.PG_INIT_WB] = init[:, 2]
-    pg_u[:, K.PG_INIT_CACHED] = init[:, 3]
-    pg_u[:, K.PG_INFER] = pg[:, K.PGR_INFER]
-    del dev, dev_v
-    pino = np.where(is_pfn, 0, ids.ino[first]).astype(np.uint64)
-    del ids
-    pindex = np.where(is_pfn, 0, as_arrays(col("index"), pl.UInt64)[0][first]).astype(np.uint64)
-    return Pages(slot, pg_i, pg_u, _page_table(pg_i, pg_u, ppfn, pino, pindex))
+    def feed(self, narrow: pl.DataFrame) -> None:
+        """The next events (IDENTITY_COLUMNS) in replay order."""
+        m = narrow.height
+        if self.row + m > self.n:
+            raise ValueError("more events than the trace was said to hold")
+        kind = kind_codes(narrow.get_column("kind"))
+        order = narrow.get_column("folio_order").fill_null(0).cast(pl.Int8).to_numpy()
+        pfn, pfn_v = as_arrays(narrow.get_column("pfn"), pl.UInt64)
+        pfn_v &= kind != K.K_FORK  # a fork names no page
+        ino, ino_v = as_arrays(narrow.get_column("ino"), pl.UInt64)
+        index, index_v = as_arrays(narrow.get_column("index"), pl.UInt64)
+        dev, dev_v = as_arrays(narrow.get_column("dev"), pl.Int64)
+        self.orders = np.union1d(self.orders, order[pfn_v & (order > 0)]).astype(np.int64)
+        pid, hid, fid, qid = self._dense_ids(
+            pfn, pfn_v, ino, index, ino_v & index_v, dev, dev_v, kind
+        )
+        self.resolve = K.grow_resolve_state(
+            self.resolve, self.pfn_table[2], self.file_table[2], self.q_table[2]
+        )
+        ext, cache, life, qpage, pg = self.resolve
+        slot = self.slot[self.row : self.row + m]
+        pg, self.n_pages = K.resolve_pass(
+            self.row, kind, order, pid, hid, self.orders, fid, qid, dev, dev_v, ino, ino_v, index,
+            slot, ext, cache, life, qpage, pg, self.n_pages,
+        )  # fmt: skip
+        self.resolve = (ext, cache, life, qpage, pg)
+        if self.n_pages > self.acc.shape[0]:
+            grown = np.zeros((max(self.n_pages, 2 * self.acc.shape[0]), K.N_ACC), np.int64)
+            grown[: self.acc.shape[0]] = self.acc
+            self.acc = grown
+        K.infer_pass(kind, slot, abs_refs(narrow.get_column("refs")), pg, self.acc)
+        self.row += m
+
+    def _dense_ids(
+        self,
+        pfn: np.ndarray,
+        pfn_v: np.ndarray,
+        ino: np.ndarray,
+        index: np.ndarray,
+        file_v: np.ndarray,
+        dev: np.ndarray,
+        dev_v: np.ndarray,
+        kind: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Key → dense id, one compiled pass per kind of key: they leave the resolve kernel
+        plain array rows to read, which it can prefetch ahead of the event that needs them.
+        A key is looked up only on the rows that use it; the pfn passes and the file passes
+        run at once (the kernels release the GIL)."""
+        zeros = np.zeros(len(pfn), np.uint64)
+        # (ino, index): cache events record their page, pfn-less events look it up
+        cache = (kind == K.K_CACHE_ADD) | (kind == K.K_CACHE_DEL)
+        f_rows = file_v & (cache | ~pfn_v)
+        q_rows = file_v & ~pfn_v  # (dev, ino, index): pages of file-only events unresolved
+        qdev = np.where(dev_v, dev, -1).view(np.uint64)  # a null dev counts as a value
+
+        def pfn_ids() -> tuple[np.ndarray, np.ndarray]:
+            pid, *self.pfn_table = K.dense_ids(pfn, zeros, zeros, pfn_v, *self.pfn_table)
+            hid = np.full((len(self.orders), len(pfn)), -1, np.int32)
+            for i, o in enumerate(self.orders):
+                keep = ~np.uint64((1 << int(o)) - 1)
+                hid[i] = K.lookup_ids(self.pfn_table[0], pfn, keep, pfn_v)
+            return pid, hid
+
+        def file_ids() -> tuple[np.ndarray, np.ndarray]:
+            fid, *self.file_table = K.dense_ids(ino, index, zeros, f_rows, *self.file_table)
+            qid, *self.q_table = K.dense_ids(qdev, ino, index, q_rows, *self.q_table)
+            return fid, qid
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            files = pool.submit(file_ids)
+            pid, hid = pfn_ids()
+            fid, qid = files.result()
+        return pid, hid, fid, qid
+
+    def pages(self) -> Pages:
+        """The trace's pages, once every event has been fed."""
+        if self.row != self.n:
+            raise ValueError(f"identity saw {self.row} of {self.n} events")
+        n_pages = self.n_pages
+        pg = self.resolve[4][:n_pages]
+        init = K.inferred_initial(self.acc[:n_pages])
+        is_pfn = pg[:, K.PGR_PFN] >= 0
+        pfn_table, first, n_pfn = self.pfn_table
+        del pfn_table
+        pfns = np.append(first[:n_pfn], np.uint64(0))  # file pages (id -1) read the last entry
+        ppfn = np.where(is_pfn, pfns[pg[:, K.PGR_PFN]], 0).astype(np.uint64)
+        pg_i = np.zeros((n_pages, K.N_PG_I), np.int64)
+        pg_u = np.zeros((n_pages, K.N_PG_U), np.uint8)
+        pg_i[:, K.PG_GEN] = pg[:, K.PGR_GEN]
+        pg_i[:, K.PG_DEV] = np.where(is_pfn, 0, pg[:, K.PGR_DEV])
+        pg_i[:, K.PG_INIT_PINS] = init[:, 0]
+        pg_i[:, K.PG_INIT_GETS] = init[:, 1]
+        pg_u[:, K.PG_IS_PFN] = is_pfn
+        pg_u[:, K.PG_DEV_V] = ~is_pfn & (pg[:, K.PGR_DEV_V] == 1)
+        pg_u[:, K.PG_INIT_WB] = init[:, 2]
+        pg_u[:, K.PG_INIT_CACHED] = init[:, 3]
+        pg_u[:, K.PG_INFER] = pg[:, K.PGR_INFER]
+        pino = np.where(is_pfn, 0, pg[:, K.PGR_INO].view(np.uint64)).astype(np.uint64)
+        pindex = np.where(is_pfn, 0, pg[:, K.PGR_INDEX].view(np.uint64)).astype(np.uint64)
+        return Pages(self.slot, pg_i, pg_u, _page_table(pg_i, pg_u, ppfn, pino, pindex))
 
 
 def _page_table(
@@ -149,73 +236,6 @@ def _page_table(
 def as_arrays(s: pl.Series, dtype: pl.DataType) -> tuple[np.ndarray, np.ndarray]:
     """(values with nulls as 0, validity) as numpy arrays for the kernels."""
     return s.fill_null(0).cast(dtype).to_numpy(), s.is_not_null().to_numpy()
-
-
-@dataclass
-class _Ids:
-    """Dense ids of an identity frame's keys (-1 where absent), for the resolve kernel."""
-
-    pfns: np.ndarray  # traced pfn of each pfn id
-    pid: np.ndarray  # traced pfn (none for fork)
-    orders: np.ndarray  # folio orders > 0 that name an extent
-    hid: np.ndarray  # [order, row]: the row's pfn aligned down to that order, if traced
-    fid: np.ndarray  # (ino, index)
-    qid: np.ndarray  # (dev, ino, index), dev null counting as a value
-    ino: np.ndarray  # the resolve kernel compares inos of cache_adds
-    ino_v: np.ndarray
-
-
-def _dense_ids(col: Callable[[str], pl.Series], kind: np.ndarray, order: np.ndarray) -> _Ids:
-    """Key → dense id, one compiled pass per kind of key: they leave the resolve kernel plain
-    array rows to read, which it can prefetch ahead of the event that needs them. A key is
-    looked up only on the rows that use it; the pfn passes and the file passes run at once."""
-    pfn_s = col("pfn")
-    pfn, pfn_v = as_arrays(pfn_s, pl.UInt64)
-    pfn_v &= kind != K.K_FORK  # a fork names no page
-    pfn_cap = _capacity(pfn_s.approx_n_unique())
-    del pfn_s
-    ino, ino_v = as_arrays(col("ino"), pl.UInt64)
-    index, index_v = as_arrays(col("index"), pl.UInt64)
-    dev = col("dev").cast(pl.Int64).fill_null(-1).to_numpy().view(np.uint64)
-    zeros = np.zeros(len(pfn), np.uint64)
-    both = ino_v & index_v
-    # (ino, index): cache events record their page, pfn-less events look it up
-    cache = (kind == K.K_CACHE_ADD) | (kind == K.K_CACHE_DEL)
-    f_rows = both & (cache | ~pfn_v)
-    q_rows = both & ~pfn_v  # (dev, ino, index): pages of file-only events left unresolved
-    file_cap = _capacity(
-        pl.DataFrame({"i": ino[f_rows], "x": index[f_rows]})
-        .select(pl.struct("i", "x").hash().approx_n_unique())
-        .item()
-    )
-    orders = np.unique(order[pfn_v & (order > 0)]).astype(np.int64)
-
-    def pfn_ids() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pid, table, pfns = K.dense_ids(pfn, zeros, zeros, pfn_v, pfn_cap)
-        hid = np.full((len(orders), len(pfn)), -1, np.int32)
-        for i, o in enumerate(orders):
-            hid[i] = K.lookup_ids(table, pfn, ~np.uint64((1 << int(o)) - 1), pfn_v)
-        return pid, hid, pfns
-
-    def file_ids() -> tuple[np.ndarray, np.ndarray]:
-        fid = K.dense_ids(ino, index, zeros, f_rows, file_cap)[0]
-        qid = K.dense_ids(dev, ino, index, q_rows, file_cap)[0]
-        return fid, qid
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        files = pool.submit(file_ids)
-        pid, hid, pfns = pfn_ids()
-        fid, qid = files.result()
-    return _Ids(pfns, pid, orders, hid, fid, qid, ino, ino_v)
-
-
-def _capacity(distinct: int | None) -> int:
-    """Hash table rows for about `distinct` keys: a power of two, under half full (the
-    estimate is approximate; the table grows if it is exceeded)."""
-    cap = 1024
-    while cap < 3 * (distinct or 0):
-        cap *= 2
-    return cap
 
 
 def abs_refs(s: pl.Series) -> np.ndarray:

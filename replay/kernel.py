@@ -4,10 +4,14 @@ numba-compiled loops over plain arrays (no Python runs per event):
 
 - `dense_ids` / `lookup_ids`: keys (pfn, folio head, (ino, index), (dev, ino, index)) to dense
   ids through open-addressing hash tables, prefetched a few rows ahead;
-- `resolve_pass` (whole trace, narrow columns): head and file-only resolution, generations and
-  a page slot per event, with state in arrays indexed by those ids, so nothing is sorted;
-- `infer_pass`: per page, what initial-state inference needs before its first event is
-  replayed (the releases before its first raise, its first writeback and cache events);
+- `resolve_pass` (narrow columns, batch by batch): head and file-only resolution, generations
+  and a page slot per event, with state in arrays indexed by those ids, so nothing is sorted;
+- `infer_pass` (batch by batch): per page, what initial-state inference needs before its first
+  event is replayed (the releases before its first raise, its first writeback and cache
+  events);
+
+Each pass carries its state from one batch to the next in arrays the caller keeps (hash
+tables, per-id and per-page rows), so a trace of any length is walked in bounded memory.
 - `state_pass` (batch by batch): per-page counters and flags in one 128-byte row per page slot,
   so memory is O(pages), not O(events). It writes each event's state before and after, closes
   spans as they fall (their start kept in a pool of open spans) and lists the rows that raise a
@@ -40,8 +44,9 @@ K_FREE_BUFFERS, K_MKWRITE, K_ALLOC, K_FREE = (
 K_FORK = _K["fork"]
 
 # resolve_pass page rows (PGR_*) and the page table the state pass reads (PG_*).
-PGR_PFN, PGR_GEN, PGR_INFER, PGR_ROW = range(4)
-N_PGR = 4
+# A page's file key (PGR_DEV…PGR_INDEX) is its first event's: what a file page is named by.
+PGR_PFN, PGR_GEN, PGR_INFER, PGR_DEV, PGR_DEV_V, PGR_INO, PGR_INDEX = range(7)
+N_PGR = 7
 PG_GEN, PG_DEV, PG_INIT_PINS, PG_INIT_GETS = range(4)
 N_PG_I = 4
 PG_IS_PFN, PG_DEV_V, PG_INIT_WB, PG_INIT_CACHED, PG_INFER = range(5)
@@ -170,17 +175,19 @@ def prefetch_row(typingctx, arr, row):
 AHEAD = 12  # events ahead to prefetch
 
 
+def new_table(cap: int = 1024) -> tuple[np.ndarray, np.ndarray, int]:
+    """An empty key table for `dense_ids`: (table, first key word per id, ids given)."""
+    return np.zeros((cap, 4), np.uint64), np.zeros(cap // 2, np.uint64), 0
+
+
 @njit(cache=True, nogil=True)
-def dense_ids(a, b, c, valid, cap):
+def dense_ids(a, b, c, valid, t, first, m):
     """Dense id (0, 1, … in order of first appearance) of each row's key (a, b, c); -1 where
-    not valid. `cap` (a power of two) should be at least twice the distinct keys: the table
-    then never grows and the rows a few ahead are prefetched. Returns (ids, table, the first
-    key word of each id)."""
+    not valid. (t, first, m) come from `new_table` or the previous batch's call: ids carry
+    over. The table doubles when half full; the rows a few ahead are prefetched. Returns
+    (ids, table, the first key word of each id, ids given)."""
     n = a.shape[0]
-    t = np.zeros((cap, 4), np.uint64)
     ids = np.full(n, -1, np.int32)
-    first = np.zeros(cap // 2, np.uint64)
-    m = 0
     for r in range(n):
         if r + AHEAD < n and valid[r + AHEAD]:
             h = _hash(a[r + AHEAD], b[r + AHEAD], c[r + AHEAD]) & np.uint64(t.shape[0] - 1)
@@ -199,7 +206,7 @@ def dense_ids(a, b, c, valid, cap):
             first[m] = a[r]
             m += 1
         ids[r] = v
-    return ids, t, first[:m]
+    return ids, t, first, m
 
 
 @njit(cache=True, nogil=True)
@@ -218,36 +225,61 @@ def lookup_ids(t, a, keep, valid):
     return ids
 
 
+def new_resolve_state(pg_rows: int = 1024) -> tuple[np.ndarray, ...]:
+    """resolve_pass's state before a trace's first batch: (ext, cache, life, qpage, pg), each
+    grown with `grow_resolve_state` as ids are given."""
+    return (
+        np.zeros((0, 2), np.int64),  # per pfn id: (order, seq) of an extent on it; 0 freed
+        np.full((0, 4), -1, np.int64),  # per (ino, index) id: (1 add / 2 del, pfn id, dev, dev?)
+        # per pfn id: (gen, last kind, had cache_add, ino, ino?, dev, dev?, page -1: none yet)
+        np.zeros((0, 8), np.int64),
+        np.full(0, -1, np.int64),  # per (dev, ino, index) id: its page
+        np.zeros((pg_rows, N_PGR), np.int64),
+    )
+
+
+def _grow(a: np.ndarray, rows: int, fill: np.ndarray | int) -> np.ndarray:
+    if rows <= a.shape[0]:
+        return a
+    out = np.empty((max(rows, 2 * a.shape[0]), *a.shape[1:]), a.dtype)
+    out[: a.shape[0]] = a
+    out[a.shape[0] :] = fill
+    return out
+
+
+def grow_resolve_state(
+    state: tuple[np.ndarray, ...], n_pfn: int, n_fid: int, n_qid: int
+) -> tuple[np.ndarray, ...]:
+    """Room in resolve_pass's state for this many pfn, (ino, index) and (dev, ino, index) ids;
+    new rows hold the state of an id not seen yet."""
+    ext, cache, life, qpage, pg = state
+    fresh_life = np.zeros(8, np.int64)
+    fresh_life[7] = -1
+    return (
+        _grow(ext, n_pfn, 0),
+        _grow(cache, n_fid, np.array([0, -1, 0, 0], np.int64)),
+        _grow(life, n_pfn, fresh_life),
+        _grow(qpage, n_qid, -1),
+        pg,
+    )
+
+
 @njit(cache=True, nogil=True)
-def resolve_pass(kind, order, pid, hid, ext_orders, fid, qid, dev, dev_v, ino, ino_v):
-    """Resolve every event (rows in replay order) to a page slot; describe each page.
+def resolve_pass(
+    row0, kind, order, pid, hid, ext_orders, fid, qid, dev, dev_v, ino, ino_v, index, slot, ext,
+    cache, life, qpage, pg, n_pages,
+):  # fmt: skip
+    """Resolve a batch of events (rows in replay order, the first being seq row0) to page
+    slots (written to `slot`, -1 for pageless); describe each new page.
 
     Keys come as dense ids computed beforehand (pid: traced pfn, hid[o]: the aligned head of
     each folio order o when that head is a traced pfn, fid: (ino, index), qid: (dev, ino,
-    index); -1 where absent), so state is plain arrays indexed by id, prefetched ahead.
-    Clause by clause as docs/replay.md "Page identity" and reference._resolve / _pages.
-    Rows are in replay order, so a row's number is its seq. Returns (slot per event, -1 for
-    pageless; page rows: PGR_* columns).
+    index); -1 where absent), so state is plain arrays indexed by id (ext, cache, life, qpage:
+    sized for every id by grow_resolve_state), prefetched ahead. Clause by clause as
+    docs/replay.md "Page identity" and reference._resolve / _pages. Returns (page rows: PGR_*
+    columns, grown as needed; pages so far).
     """
     n = kind.shape[0]
-    n_pfn = 0
-    for r in range(n):
-        n_pfn = max(n_pfn, pid[r] + 1)
-    n_fid = 0
-    n_qid = 0
-    for r in range(n):
-        n_fid = max(n_fid, fid[r] + 1)
-        n_qid = max(n_qid, qid[r] + 1)
-    slot = np.full(n, -1, np.int32)
-    ext = np.zeros((n_pfn, 2), np.int64)  # (order, seq): an extent on this head; 0 freed
-    cache = np.zeros((n_fid, 4), np.int64)  # (0 / 1 add / 2 del, resolved pfn id, dev, dev?)
-    cache[:, 1] = -1
-    # pfn lives: (gen, last kind, had cache_add, ino, ino?, dev, dev?, page); page -1: none yet
-    life = np.zeros((n_pfn, 8), np.int64)
-    life[:, 7] = -1
-    qpage = np.full(n_qid, -1, np.int64)
-    pg = np.zeros((max(16, n // 8), N_PGR), np.int64)
-    n_pages = 0
     for r in range(n):
         if r + AHEAD < n:
             a = pid[r + AHEAD]
@@ -284,7 +316,7 @@ def resolve_pass(kind, order, pid, hid, ext_orders, fid, qid, dev, dev_v, ino, i
                 ext[pid[r], 0] = 0
             elif o > 0:
                 ext[pid[r], 0] = o
-                ext[pid[r], 1] = r
+                ext[pid[r], 1] = row0 + r
         if k in (K_CACHE_ADD, K_CACHE_DEL) and f >= 0:
             cache[f, 0] = 1 if k == K_CACHE_ADD else 2
             cache[f, 1] = rp if traced else -1
@@ -327,13 +359,16 @@ def resolve_pass(kind, order, pid, hid, ext_orders, fid, qid, dev, dev_v, ino, i
             pg[page, PGR_PFN] = rp
             pg[page, PGR_GEN] = gen
             pg[page, PGR_INFER] = 1 if (gen == 0 and k != K_ALLOC) else 0
-            pg[page, PGR_ROW] = r  # the page's first event: its file key, for file pages
+            pg[page, PGR_DEV] = dev[r]
+            pg[page, PGR_DEV_V] = 1 if dev_v[r] else 0
+            pg[page, PGR_INO] = np.int64(ino[r])
+            pg[page, PGR_INDEX] = np.int64(index[r])
             if rp < 0:
                 qpage[qid[r]] = page
             else:
                 life[rp, 7] = page
         slot[r] = page
-    return slot, pg[:n_pages]
+    return pg, n_pages
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -348,17 +383,18 @@ def _releases_before_raise(acc, page, c, k, raise_kind, release_kind, n):
             acc[page, c + 2] = min(acc[page, c + 2], acc[page, c + 1])
 
 
+# infer_pass accumulators per page: pin seen, pins total, lowest; get seen, gets total, lowest;
+# first wb event (1 set / 2 clear); first cache event (1 set / 2 clear)
+N_ACC = 8
+
+
 @njit(cache=True, nogil=True)
-def infer_pass(kind, slot, refs, pg):
-    """Per page, what initial-state inference needs (docs/replay.md "Initial-state inference"):
-    the lowest running total of releases before the first raise, for pins and for gets, and
-    whether the first writeback and cache events clear their flag. Returns int64 columns
-    (init pins, init gets, init writeback, init cached) per page."""
+def infer_pass(kind, slot, refs, pg, acc):
+    """Per page, what initial-state inference needs (docs/replay.md "Initial-state inference"),
+    accumulated batch by batch into `acc` (N_ACC zeroed columns per page, rows for every page
+    of `slot`): the lowest running total of releases before the first raise, for pins and for
+    gets, and whether the first writeback and cache events clear their flag."""
     n = kind.shape[0]
-    n_pages = pg.shape[0]
-    # pin seen, pins total, lowest; get seen, gets total, lowest; first wb event (1 set /
-    # 2 clear); first cache event (1 set / 2 clear)
-    acc = np.zeros((n_pages, 8), np.int64)
     for r in range(n):
         if r + AHEAD < n and slot[r + AHEAD] >= 0:
             prefetch_row(acc, slot[r + AHEAD])
@@ -379,13 +415,19 @@ def infer_pass(kind, slot, refs, pg):
                 acc[page, 7] = 1
             elif k in (K_CACHE_DEL, K_TRUNCATE):
                 acc[page, 7] = 2
-    out = np.zeros((n_pages, 4), np.int64)
-    for page in range(n_pages):
-        out[page, 0] = -acc[page, 2]
-        out[page, 1] = -acc[page, 5]
-        out[page, 2] = 1 if acc[page, 6] == 2 else 0
-        out[page, 3] = 1 if acc[page, 7] == 2 else 0
-    return out
+
+
+def inferred_initial(acc: np.ndarray) -> np.ndarray:
+    """From infer_pass's accumulators: (init pins, init gets, init writeback, init cached)."""
+    return np.stack(
+        (
+            -acc[:, 2],
+            -acc[:, 5],
+            (acc[:, 6] == 2).astype(np.int64),
+            (acc[:, 7] == 2).astype(np.int64),
+        ),
+        axis=1,
+    )
 
 
 def new_state(n_pages: int, pool_rows: int) -> tuple[np.ndarray, ...]:

@@ -1,15 +1,16 @@
 """The replay driver: dataset in, derived/page_events and derived/intervals out.
 
-Per trace: the identity pass reads the narrow columns once (replay order, page slots, what
-initial-state inference needs), then the events stream through the state core in replay order,
-BATCH_ROWS at a time: a trace already in (ts_ns, line) order, as most are, is read straight from
-its Parquet parts; one that is not (trace_pipe interleaves CPUs) is first cut into replay-order
-ranges in scratch files. Per-page state is all that crosses batches, so memory is bounded by the
-trace's pages and one batch, not by its events. Each batch's page_events are written as one part
-file grouped by (kind, seq), and the spans closed in it as one intervals part grouped by
-state, in small row groups with statistics, so that a rule's `kind = …` scan reads only that
-kind. The state pass of one batch overlaps the Parquet writing of the previous ones.
-ReplaySummary.stages says where the time went.
+Per trace, two passes over its events in replay order, a batch at a time: the identity pass
+reads the narrow key columns (page slots, and what initial-state inference needs), then the
+state pass streams every column through the state core, BATCH_ROWS at a time. A trace already in
+(ts_ns, line) order, as most are, is read straight from its Parquet parts both times; one that
+is not (trace_pipe interleaves CPUs) is first cut into replay-order ranges in scratch files.
+What crosses batches is per page or per key (and a 4-byte page slot per event), so memory is
+bounded by the trace's pages and a batch, not by its events. Each batch's page_events are
+written as one part file grouped by (kind, seq), and the spans closed in it as one intervals
+part grouped by state, in small row groups with statistics on that column, so that a rule's
+`kind = …` scan reads only that kind. The state pass of one batch overlaps the Parquet writing
+of the previous ones. ReplaySummary.stages says where the time went.
 
 derived/replay.json fingerprints what the output was built from; a matching fingerprint means
 the output is reused.
@@ -46,6 +47,8 @@ WORKERS = 2
 # Small row groups: a scan for one kind or state reads only the groups that hold it.
 ROW_GROUP_ROWS = 65_536
 BATCH_ROWS = 500_000
+# The identity pass reads a few columns: it takes this many state batches' events at a time.
+IDENTITY_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -145,37 +148,79 @@ def _replay_trace(
     tid = trace["trace_id"]
     events = ds.scan(dataset, "events").filter(pl.col("trace_id") == tid)
     lost = ds.scan(dataset, "lost").filter(pl.col("trace_id") == tid).collect()
-    with _stage(stages, "identity"):
-        order = events.select("line", "ts_ns").collect()
-        n = order.height
-        if n == 0:
-            return {"events": 0, "page_events": 0, "intervals": 0, "parts": 0}
-        ts = order.get_column("ts_ns")
-        if ts.null_count():
-            bad = order.filter(pl.col("ts_ns").is_null()).get_column("line")[0]
-            raise InputError(
-                f"{dataset}: trace {tid} line {bad}: event without a timestamp; expected every "
-                "event to have one (re-ingest the trace)"
-            )
-        in_order = bool(identity.order_of(order).is_sorted())
-        start = trace.get("first_ts_ns")
-        end = trace.get("last_ts_ns")
-        start = ts.min() if start is None else start
-        end = ts.max() if end is None else end
-        del order, ts
-        # the columns the identity pass reads, decoded at once (in parallel) and consumed
-        # column by column
-        narrow = events.select(identity.IDENTITY_COLUMNS)
-        if not in_order:
-            narrow = narrow.sort("ts_ns", "line")
-        narrow = narrow.drop("ts_ns", "line").collect()
-        replay = core.TraceReplay(
-            tid, narrow, lost, kernel=trace.get("kernel"), trace_start_ts=start,
-            trace_end_ts=end,
-        )  # fmt: skip
-        del narrow
-        if replay.n != n:
-            raise InputError("events changed while being replayed: run `pinscope replay` again")
+    n = events.select(pl.len()).collect().item()
+    if n == 0:
+        return {"events": 0, "page_events": 0, "intervals": 0, "parts": 0}
+    source = _ReplayOrder(dataset, tid, events, n, batch_rows, stages)
+    try:
+        with _stage(stages, "identity"):
+            pages, first_ts, last_ts = _identity(source, n, batch_rows)
+            start = trace.get("first_ts_ns")
+            end = trace.get("last_ts_ns")
+            replay = core.TraceReplay(
+                tid, pages, lost, kernel=trace.get("kernel"),
+                trace_start_ts=first_ts if start is None else start,
+                trace_end_ts=last_ts if end is None else end,
+            )  # fmt: skip
+            del pages
+        return _replay_state(tid, replay, source, n, pe_dir, iv_dir, stages)
+    finally:
+        source.close()
+
+
+def _identity(
+    source: _ReplayOrder, n: int, batch_rows: int
+) -> tuple[identity.Pages, int | None, int | None]:
+    """The trace's pages and first and last timestamps, from its identity columns streamed in
+    replay order. The first pass reads the parts as stored and checks that order as it goes;
+    where a trace turns out not to be in (ts_ns, line) order, it is cut into replay-order
+    ranges and the pass starts over on those."""
+    cols = (*identity.IDENTITY_COLUMNS, "ts_ns", "line")
+    for attempt in range(2):
+        ident = identity.IdentityPass(n)
+        first_ts = last_ts = last_line = None
+        in_order = True
+        for batch in source.batches(cols, IDENTITY_BATCHES * batch_rows):
+            ts, line = batch.get_column("ts_ns"), batch.get_column("line")
+            if ts.null_count():
+                bad = batch.filter(pl.col("ts_ns").is_null()).get_column("line")[0]
+                raise InputError(
+                    f"{source.dataset}: trace {source.trace_id} line {bad}: event without a "
+                    "timestamp; expected every event to have one (re-ingest the trace)"
+                )
+            if attempt == 0 and not _follows(ts, line, last_ts, last_line):
+                in_order = False
+                break
+            first_ts = ts[0] if first_ts is None else first_ts
+            last_ts, last_line = ts[-1], line[-1]
+            ident.feed(batch)
+        if in_order:
+            if ident.row != n:
+                raise InputError("events changed while being replayed: run `pinscope replay` again")
+            return ident.pages(), first_ts, last_ts
+        source.cut_into_replay_order()
+    raise AssertionError("unreachable")
+
+
+def _follows(ts: pl.Series, line: pl.Series, last_ts: int | None, last_line: int | None) -> bool:
+    """Whether a batch is in (ts_ns, line) order and comes after the row (last_ts, last_line)."""
+    if last_ts is not None and (ts[0], line[0]) < (last_ts, last_line):
+        return False
+    d_ts, d_line = ts.diff(), line.diff()
+    return not bool(((d_ts < 0) | ((d_ts == 0) & (d_line < 0))).any())
+
+
+def _replay_state(
+    tid: str,
+    replay: core.TraceReplay,
+    source: _ReplayOrder,
+    n: int,
+    pe_dir: Path,
+    iv_dir: Path,
+    stages: dict[str, dict[str, float]],
+) -> dict[str, int]:
+    """The state pass over the trace's events in replay order, each batch's part written on a
+    writer thread while the next batch is replayed."""
     counts = {"events": n, "page_events": 0, "intervals": 0, "parts": 0}
     pending: list[Future[tuple[int, int]]] = []
 
@@ -207,7 +252,7 @@ def _replay_trace(
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         part = 0
-        for batch in _batches(dataset, events, in_order, n, batch_rows, stages):
+        for batch in source.batches(None, source.batch_rows):
             with _stage(stages, "state"):
                 row = replay.row
                 batch = batch.with_columns(
@@ -258,50 +303,73 @@ def write_part(df: pl.DataFrame, path: Path, grouped_by: str) -> None:
     )
 
 
-def _batches(
-    dataset: Path,
-    events: pl.LazyFrame,
-    in_order: bool,
-    n: int,
-    batch_rows: int,
-    stages: dict[str, dict[str, float]],
-) -> Iterator[pl.DataFrame]:
-    """The trace's events in replay order, batch_rows at a time, canonical columns."""
-    cols = [pl.col(c).cast(t) for c, t in EVENTS_SCHEMA.items()]
-    if in_order:
-        it = events.collect_batches(chunk_size=batch_rows)
+class _ReplayOrder:
+    """A trace's events in replay order, as many times as asked.
+
+    Straight from its Parquet parts while they are in (ts_ns, line) order, as most traces are.
+    One that is not (trace_pipe interleaves CPUs) is cut once into replay-order ranges of
+    batch_rows events (scratch Arrow IPC, memory-mapped when read back), each sorted as it is
+    read. Cutting needs every event's (ts_ns, line) and rank at once: 24 bytes an event.
+    """
+
+    def __init__(
+        self,
+        dataset: Path,
+        trace_id: str,
+        events: pl.LazyFrame,
+        n: int,
+        batch_rows: int,
+        stages: dict[str, dict[str, float]],
+    ) -> None:
+        self.dataset, self.trace_id, self.events, self.n = dataset, trace_id, events, n
+        self.batch_rows, self.stages = batch_rows, stages
+        self.scratch: Path | None = None
+
+    def batches(self, columns: tuple[str, ...] | None, rows: int) -> Iterator[pl.DataFrame]:
+        """Batches of about `rows` events with these columns (None: every canonical column)."""
+        names = list(EVENTS_SCHEMA) if columns is None else list(columns)
+        cols = [pl.col(c).cast(EVENTS_SCHEMA[c]) for c in names]
+        if self.scratch is None:
+            it = self.events.select(cols).collect_batches(chunk_size=rows)
+        else:
+            it = self._ranges(names)
         while True:
-            with _stage(stages, "read"):
+            with _stage(self.stages, "read"):
                 batch = next(it, None)
             if batch is None:
                 return
-            yield batch.select(cols)
-        return
-    # out of order: cut into replay-order ranges (scratch Arrow IPC), then each range sorted
-    scratch = ds.new_tmp_dir(dataset)
-    try:
-        with _stage(stages, "read"):
-            offset = 0
-            order = events.select("ts_ns", "line").collect()
+            yield batch
+
+    def _ranges(self, names: list[str]) -> Iterator[pl.DataFrame]:
+        assert self.scratch is not None
+        for d in sorted(self.scratch.iterdir()):
+            files = sorted(d.glob("*.arrow"))
+            yield pl.read_ipc(files, columns=[*names, "_seq"]).sort("_seq").drop("_seq")
+
+    def cut_into_replay_order(self) -> None:
+        with _stage(self.stages, "read"):
+            self.scratch = ds.new_tmp_dir(self.dataset)
+            cols = [pl.col(c).cast(t) for c, t in EVENTS_SCHEMA.items()]
+            order = self.events.select("ts_ns", "line").collect()
             seq = identity.order_of(order)
             del order
-            for i, batch in enumerate(events.collect_batches(chunk_size=batch_rows)):
+            offset = 0
+            for i, batch in enumerate(self.events.collect_batches(chunk_size=self.batch_rows)):
                 part = batch.select(cols).with_columns(
-                    (seq.slice(offset, batch.height) // batch_rows).cast(pl.UInt32).alias("_r"),
+                    (seq.slice(offset, batch.height) // self.batch_rows)
+                    .cast(pl.UInt32)
+                    .alias("_r"),
                     seq.slice(offset, batch.height).alias("_seq"),
                 )
                 offset += batch.height
                 for (r,), piece in part.partition_by("_r", as_dict=True).items():
-                    d = scratch / f"{r:06d}"
+                    d = self.scratch / f"{r:06d}"
                     d.mkdir(exist_ok=True)
                     piece.drop("_r").write_ipc(d / f"{i:06d}.arrow", compression="uncompressed")
-            del seq
-            if offset != n:
+            if offset != self.n:
                 raise InputError("events changed while being replayed: run `pinscope replay` again")
-        for d in sorted(scratch.iterdir()):
-            with _stage(stages, "read"):
-                batch = pl.read_ipc(sorted(d.glob("*.arrow"))).sort("_seq").drop("_seq")
-                shutil.rmtree(d)
-            yield batch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+
+    def close(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
