@@ -212,6 +212,23 @@ def _low_bytes(w: np.uint64, k: int) -> np.uint64:
 
 
 @nb.njit(cache=True, nogil=True)
+def _tail16(buf: np.ndarray, s: int) -> tuple[np.uint64, np.uint64]:
+    """The bytes buf[s:s+16] as two little-endian words, zero past the end of buf.
+
+    A function of its own, not inlined: the byte loop inside view_spans' loop made numba's
+    code for the common case about twice as slow."""
+    size = buf.shape[0]
+    w0 = np.uint64(0)
+    w1 = np.uint64(0)
+    for k in range(min(16, size - s)):
+        if k < 8:
+            w0 |= np.uint64(buf[s + k]) << np.uint64(8 * k)
+        else:
+            w1 |= np.uint64(buf[s + k]) << np.uint64(8 * (k - 8))
+    return w0, w1
+
+
+@nb.njit(cache=True, nogil=True)
 def view_spans(
     buf: np.ndarray, words: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> np.ndarray:
@@ -222,7 +239,7 @@ def view_spans(
     Built as two little-endian words per view, from 8-byte loads.
     """
     n = starts.shape[0]
-    v = np.zeros((n, 2), np.uint64)
+    v = np.empty((n, 2), np.uint64)
     size = buf.shape[0]
     for i in range(n):
         s = starts[i]
@@ -231,13 +248,7 @@ def view_spans(
             w0 = _load8(buf, words, s)
             w1 = _load8(buf, words, s + 8)
         else:
-            w0 = np.uint64(0)
-            w1 = np.uint64(0)
-            for k in range(min(16, size - s)):
-                if k < 8:
-                    w0 |= np.uint64(buf[s + k]) << np.uint64(8 * k)
-                else:
-                    w1 |= np.uint64(buf[s + k]) << np.uint64(8 * (k - 8))
+            w0, w1 = _tail16(buf, s)
         head = _low_bytes(w0, min(m, 4))
         v[i, 0] = np.uint64(m) | (head << _S32)
         if m <= 12:
@@ -262,22 +273,29 @@ def frame_lines(
 ) -> tuple[np.ndarray, ...]:
     """Frame the plain event lines `comm-pid [(tgid)] [cpu] [flags] secs[.frac]: event: body`.
 
-    Returns per line: ok, ts_ns, cpu, pid, tgid (-1: none), comm start, the `-` ending the
-    comm, the first `: ` (the event name starts 2 after it), the second `: ` (the body starts
-    2 after it). A line is ok only if `read_ftrace._fast_events` would take it and read the same
-    values: clean (printable ASCII), the first `-digit` starts a header that _HEAD_OK matches whole,
-    numbers in range, a non-empty event name without spaces, a body not starting with a space.
+    Returns ok per line, then per framed line (the ok ones, in order; compact, so that nothing
+    is gathered afterwards and no per-line array is zeroed): its index, ts_ns, cpu, pid, tgid
+    (-1: none), the comm's start and end (the `-` ending it), the event name's start and end,
+    the body's start and end. A line is ok only if `read_ftrace._fast_events` would take it and
+    read the same values: clean (printable ASCII), the first `-digit` starts a header that
+    _HEAD_OK matches whole, numbers in range, a non-empty event name without spaces, a body not
+    starting with a space.
     """
     n = starts.shape[0]
     ok = np.zeros(n, np.bool_)
-    ts = np.zeros(n, np.int64)
-    cpu = np.zeros(n, np.int16)
-    pid = np.zeros(n, np.int32)
-    tgid = np.full(n, -1, np.int32)
-    comm_s = np.zeros(n, np.int64)
-    dash = np.zeros(n, np.int64)
-    col1 = np.zeros(n, np.int64)
-    col2 = np.zeros(n, np.int64)
+    # np.empty: only the first m entries are written (and so touched) and returned
+    rows = np.empty(n, np.int64)
+    ts = np.empty(n, np.int64)
+    cpu = np.empty(n, np.int16)
+    pid = np.empty(n, np.int32)
+    tgid = np.empty(n, np.int32)
+    comm_s = np.empty(n, np.int64)
+    comm_e = np.empty(n, np.int64)
+    name_s = np.empty(n, np.int64)
+    name_e = np.empty(n, np.int64)
+    body_s = np.empty(n, np.int64)
+    body_e = np.empty(n, np.int64)
+    m = 0
     for i in range(n):
         s = starts[i]
         e = ends[i]
@@ -437,15 +455,32 @@ def frame_lines(
         if c2 + 2 < e and buf[c2 + 2] == 32:
             continue
         ok[i] = True
-        ts[i] = the_ts
-        cpu[i] = the_cpu
-        pid[i] = the_pid
-        tgid[i] = the_tgid
-        comm_s[i] = cs
-        dash[i] = p
-        col1[i] = c1
-        col2[i] = c2
-    return ok, ts, cpu, pid, tgid, comm_s, dash, col1, col2
+        rows[m] = i
+        ts[m] = the_ts
+        cpu[m] = the_cpu
+        pid[m] = the_pid
+        tgid[m] = the_tgid
+        comm_s[m] = cs
+        comm_e[m] = p
+        name_s[m] = c1 + 2
+        name_e[m] = c2
+        body_s[m] = c2 + 2
+        body_e[m] = e
+        m += 1
+    return (
+        ok,
+        rows[:m],
+        ts[:m],
+        cpu[:m],
+        pid[:m],
+        tgid[:m],
+        comm_s[:m],
+        comm_e[:m],
+        name_s[:m],
+        name_e[:m],
+        body_s[:m],
+        body_e[:m],
+    )
 
 
 @nb.njit(cache=True, nogil=True)
@@ -738,16 +773,17 @@ def map_rows(
     pfn computed from a page pointer; kind_a the kind, or with kind_b >= 0 the kinds for
     refs >= 0 / < 0; pin_bias_key the `flags` key of the pin_bias heuristic (-1: none).
 
-    Values come back column-major ([col, row]).
+    Values come back column-major ([col, row]), and mean something only where valid.
     Returns status (ST_EVENT, or ST_POLARS where polars must map the row: a value it would
-    reject or might read differently), kind, uint64 values [row, col], int values, validity,
-    and the caller's span. Rows with spec < 0 are left as ST_OTHER.
+    reject or might read differently), kind, uint64 values, int values, validity, and the
+    caller's span. Rows with spec < 0 are left as ST_OTHER.
     """
     n = spec.shape[0]
     status = np.zeros(n, np.uint8)
     kind = np.zeros(n, np.int8)
-    uval = np.zeros((N_COLS, n), np.uint64)
-    ival = np.zeros((N_COLS, n), np.int64)
+    # values only where valid: np.empty leaves the columns no row fills untouched (unpaged)
+    uval = np.empty((N_COLS, n), np.uint64)
+    ival = np.empty((N_COLS, n), np.int64)
     valid = np.zeros((N_COLS, n), np.bool_)
     sym = np.zeros((2, n), np.int64)
     table = _key_table(keys, key_s, key_e, key_form)
@@ -862,8 +898,8 @@ def map_rows(
             status[r] = ST_POLARS
             continue
         # kind, and refs signed by it
-        refs = ival[REFS, r]
         has_refs = valid[REFS, r]
+        refs = ival[REFS, r] if has_refs else 0
         if kind_b[sp] >= 0:
             kd = kind_a[sp] if (not has_refs or refs >= 0) else kind_b[sp]
         else:
@@ -920,15 +956,24 @@ def map_rows(
     return status, kind, uval, ival, valid, sym[0], sym[1]
 
 
+_KV_COUNT, _KV_SPANS, _KV_VIEWS = range(3)
+
+
 @nb.njit(cache=True, nogil=True)
 def _kv_scan(
     buf: np.ndarray,
+    words: np.ndarray,
     body_s: np.ndarray,
     body_e: np.ndarray,
-    fill: bool,
+    mode: int,
     offsets: np.ndarray,
     out: np.ndarray,
+    views: np.ndarray,
 ) -> int:
+    """The key=value pairs of the bodies: counted (_KV_COUNT), their spans written to out
+    (_KV_SPANS) or their key and value written as string views to views[0] and views[1]
+    (_KV_VIEWS, as `view_spans` builds them: written here, so that no span array is made)."""
+    size = buf.shape[0]
     m = 0
     for r in range(body_s.shape[0]):
         offsets[r] = m
@@ -957,14 +1002,31 @@ def _kv_scan(
                         else:
                             break
                     if q < te and buf[q] == 61:
-                        if fill:
+                        if mode != _KV_COUNT:
                             w = q + 1
                             while w < te and buf[w] != 61:
                                 w += 1
-                            out[0, m] = t
-                            out[1, m] = q
-                            out[2, m] = q + 1
-                            out[3, m] = w
+                            if mode == _KV_SPANS:
+                                out[0, m] = t
+                                out[1, m] = q
+                                out[2, m] = q + 1
+                                out[3, m] = w
+                            else:
+                                for h in range(2):
+                                    s = t if h == 0 else q + 1
+                                    n = (q if h == 0 else w) - s
+                                    if s + 16 <= size:
+                                        w0 = _load8(buf, words, s)
+                                        w1 = _load8(buf, words, s + 8)
+                                    else:
+                                        w0, w1 = _tail16(buf, s)
+                                    head = _low_bytes(w0, min(n, 4))
+                                    views[h, m, 0] = np.uint64(n) | (head << _S32)
+                                    if n <= 12:
+                                        rest = (w0 >> _S32) | (w1 << _S32)
+                                        views[h, m, 1] = _low_bytes(rest, n - 4)
+                                    else:
+                                        views[h, m, 1] = np.uint64(s) << _S32
                         m += 1
             t = te + 1
     offsets[body_s.shape[0]] = m
@@ -980,7 +1042,25 @@ def kv_spans(buf: np.ndarray, body_s: np.ndarray, body_e: np.ndarray) -> tuple[n
     its key is what comes before the first `=`, its value what follows up to a second `=`.
     """
     offsets = np.empty(body_s.shape[0] + 1, np.int64)
-    m = _kv_scan(buf, body_s, body_e, False, offsets, np.empty((4, 0), np.int64))
+    none = np.empty((2, 0, 2), np.uint64)
+    words = np.empty(0, np.uint64)
+    m = _kv_scan(buf, words, body_s, body_e, _KV_COUNT, offsets, np.empty((4, 0), np.int64), none)
     out = np.empty((4, m), np.int64)
-    _kv_scan(buf, body_s, body_e, True, offsets, out)
+    _kv_scan(buf, words, body_s, body_e, _KV_SPANS, offsets, out, none)
     return offsets, out
+
+
+@nb.njit(cache=True, nogil=True)
+def kv_views(
+    buf: np.ndarray, words: np.ndarray, body_s: np.ndarray, body_e: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """`kv_spans` with the keys and values as string views into buf (`view_spans`), with no
+    span array in between: list offsets, key views, value views."""
+    offsets = np.empty(body_s.shape[0] + 1, np.int64)
+    spans = np.empty((4, 0), np.int64)
+    m = _kv_scan(
+        buf, words, body_s, body_e, _KV_COUNT, offsets, spans, np.empty((2, 0, 2), np.uint64)
+    )
+    views = np.empty((2, m, 2), np.uint64)
+    _kv_scan(buf, words, body_s, body_e, _KV_VIEWS, offsets, spans, views)
+    return offsets, views[0], views[1]

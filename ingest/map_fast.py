@@ -272,14 +272,13 @@ def _other(f: FastFramed, idx: np.ndarray, ids: np.ndarray, names: pl.Series) ->
     tgid = f.tgid[idx]
     body_s = f.body_s[idx]
     body_e = f.body_e[idx]
-    offsets, kv = K.kv_spans(f.buf, body_s, body_e)
-    pairs = pa.StructArray.from_arrays(
-        [
-            ac.strings(f.buf, kv[0], kv[1]),
-            ac.strings(f.buf, kv[2], kv[3]),
-        ],
-        names=["key", "value"],
-    )
+    if ac.views_fit(f.buf):  # the pairs straight as views, in the pass that finds them
+        offsets, kview, vview = K.kv_views(f.buf, K.words_of(f.buf), body_s, body_e)
+        keys, values = ac.from_views(f.buf, kview), ac.from_views(f.buf, vview)
+    else:
+        offsets, kv = K.kv_spans(f.buf, body_s, body_e)
+        keys, values = ac.strings(f.buf, kv[0], kv[1]), ac.strings(f.buf, kv[2], kv[3])
+    pairs = pa.StructArray.from_arrays([keys, values], names=["key", "value"])
     table = pa.table(
         {
             "line": pa.array(f.line_numbers()[idx]),

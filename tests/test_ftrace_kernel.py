@@ -114,8 +114,44 @@ def test_the_kernel_takes_the_plain_lines() -> None:
         ]
     )
     buf, starts, ends = arrow_cols.string_buffers(s)
-    ok = ftrace_kernel.frame_lines(buf, starts, ends, ftrace_kernel.clean_spans(buf, starts, ends))
-    assert ok[0].tolist() == [True, True, True, True, False, False]
+    out = ftrace_kernel.frame_lines(buf, starts, ends, ftrace_kernel.clean_spans(buf, starts, ends))
+    assert out[0].tolist() == [True, True, True, True, False, False]
+    # then compact, one entry per framed line: its index, ..., name and body spans
+    assert out[1].tolist() == [0, 1, 2, 3]
+    text = buf.tobytes().decode()
+    assert [text[a:b] for a, b in zip(out[8], out[9], strict=True)] == [
+        "page_ref_mod",
+        "sched_switch",
+        "pinscope_pin",
+        "x",
+    ]
+    assert [text[a:b] for a, b in zip(out[10], out[11], strict=True)] == [
+        "pfn=0x1 val=3",
+        "a=b",
+        "pfn=0x1",
+        "",
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="ab_=.[]0 -", max_size=30), max_size=12))
+def test_kv_views_are_the_views_of_the_kv_spans(bodies: list[str]) -> None:
+    """The one-pass key=value views read what kv_spans + view_spans read, up to the buffer's
+    last byte (where no 16-byte load fits)."""
+    import numpy as np
+
+    from ingest import arrow_cols, ftrace_kernel
+
+    buf, starts, ends = arrow_cols.string_buffers(pl.Series(bodies, dtype=pl.String))
+    words = ftrace_kernel.words_of(buf)
+    offsets, spans = ftrace_kernel.kv_spans(buf, starts, ends)
+    offsets2, keys, values = ftrace_kernel.kv_views(buf, words, starts, ends)
+    assert np.array_equal(offsets, offsets2)
+    assert np.array_equal(keys, ftrace_kernel.view_spans(buf, words, spans[0], spans[1]))
+    assert np.array_equal(values, ftrace_kernel.view_spans(buf, words, spans[2], spans[3]))
+    got = pl.from_arrow(arrow_cols.from_views(buf, values)).to_list() if len(values) else []
+    text = buf.tobytes().decode()
+    assert got == [text[a:b] for a, b in zip(spans[2], spans[3], strict=True)]
 
 
 # --------------------------------------------------------------------------- mapping
