@@ -25,7 +25,7 @@ def strings(
     keep buf alive as long as they live).
     """
     if views_fit(buf):
-        return from_views(buf, K.view_spans(buf, K.words_of(buf), starts, ends), valid)
+        return from_views(buf, K.view_spans(buf, K.loads_of(buf), starts, ends), valid)
     bitmap = None if valid is None or valid.all() else pa.array(valid).buffers()[1]
     offsets, data = K.gather_spans(buf, starts, ends, False)
     return pa.Array.from_buffers(

@@ -61,6 +61,21 @@ def words_of(buf: np.ndarray) -> np.ndarray:
     return buf[: buf.size // 8 * 8].view(np.uint64)
 
 
+def loads_of(buf: np.ndarray) -> np.ndarray:
+    """Every 8-byte load from buf as a uint64 array with a 1-byte stride: element j is the
+    little-endian word at buf[j:j + 8] (empty on big-endian machines or under 8 bytes).
+
+    The kernels that read spans at any offset (hashes, string views) load 8 bytes at once
+    through it: one unaligned load instead of two aligned ones shifted together.
+    """
+    if sys.byteorder != "little" or buf.size < 8 or not buf.flags.c_contiguous:
+        return np.zeros(0, np.uint64)
+    first = buf[:8].view(np.uint64)
+    return np.lib.stride_tricks.as_strided(
+        first, shape=(buf.size - 7,), strides=(1,), writeable=False
+    )
+
+
 @nb.njit(cache=True, nogil=True)
 def count_lines(buf: np.ndarray, words: np.ndarray, end: int) -> int:
     """How many `\\n` bytes buf[:end] holds, 8 at a time."""
@@ -128,52 +143,64 @@ def clean_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.nda
     return clean
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _load8(buf: np.ndarray, words: np.ndarray, j: int) -> np.uint64:
-    """The 8 bytes at buf[j:] as a little-endian word."""
-    i = j >> 3
-    a = j & 7
-    if a == 0 and i < words.shape[0]:
-        return words[i]
-    if i + 1 < words.shape[0]:
-        sh = np.uint64(8 * a)
-        return (words[i] >> sh) | (words[i + 1] << (np.uint64(64) - sh))
+# The kernels below read 8 bytes at a time as `loads[j]` written out in their loops, with
+# the rare load near the end of buf through `_bytes8` / `_tail16`: numba compiled the same
+# code behind an inlined helper taking `loads` into loops several times slower.
+
+
+@nb.njit(cache=True, nogil=True)
+def _bytes8(buf: np.ndarray, j: int) -> np.uint64:
+    """The bytes buf[j:j+8] as a little-endian word, zero past the end of buf."""
     w = np.uint64(0)
-    for k in range(8):
+    for k in range(min(8, buf.shape[0] - j)):
         w |= np.uint64(buf[j + k]) << np.uint64(8 * k)
     return w
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _hash(buf: np.ndarray, words: np.ndarray, s: int, e: int) -> np.uint64:
-    h = _K1 ^ np.uint64(e - s)
-    j = s
-    while j + 8 <= e:
-        h = (h ^ _load8(buf, words, j)) * _K2
-        h ^= h >> _S29
-        j += 8
-    w = np.uint64(0)
-    k = 0
-    while j < e:
-        w |= np.uint64(buf[j]) << np.uint64(8 * k)
-        j += 1
-        k += 1
-    h = (h ^ w) * _K2
-    h ^= h >> _S32
-    h *= _K1
-    h ^= h >> _S29
-    return h
-
-
 @nb.njit(cache=True, nogil=True)
 def hash_spans(
-    buf: np.ndarray, words: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    buf: np.ndarray, loads: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> np.ndarray:
-    """A 64-bit hash of each span's bytes (duplicate event lines are found by it); the same
-    whether or not `words` is given."""
+    """A 64-bit hash of each span's bytes (duplicate event lines are found by it), in two
+    independent lanes of 8 bytes; the same whatever the span's alignment and whether or not
+    `loads` (loads_of(buf)) is given."""
+    nl = loads.shape[0]
     out = np.empty(starts.shape[0], np.uint64)
     for i in range(starts.shape[0]):
-        out[i] = _hash(buf, words, starts[i], ends[i])
+        s = starts[i]
+        e = ends[i]
+        h1 = _K1 ^ np.uint64(e - s)
+        h2 = _K2 ^ np.uint64(e - s)
+        j = s
+        while j + 16 <= e:
+            if j + 8 < nl:
+                a = loads[j]
+                b = loads[j + 8]
+            else:
+                a = _bytes8(buf, j)
+                b = _bytes8(buf, j + 8)
+            h1 = (h1 ^ a) * _K2
+            h2 = (h2 ^ b) * _K1
+            h1 ^= h1 >> _S29
+            h2 ^= h2 >> _S32
+            j += 16
+        if j + 8 <= e:
+            a = loads[j] if j < nl else _bytes8(buf, j)
+            h1 = (h1 ^ a) * _K2
+            h1 ^= h1 >> _S29
+            j += 8
+        w = np.uint64(0)
+        k = 0
+        while j < e:
+            w |= np.uint64(buf[j]) << np.uint64(8 * k)
+            j += 1
+            k += 1
+        h2 = (h2 ^ w) * _K1
+        h = (h1 ^ (h2 >> _S29)) * _K2
+        h ^= h >> _S32
+        h = (h ^ h2) * _K1
+        h ^= h >> _S29
+        out[i] = h
     return out
 
 
@@ -230,7 +257,7 @@ def _tail16(buf: np.ndarray, s: int) -> tuple[np.uint64, np.uint64]:
 
 @nb.njit(cache=True, nogil=True)
 def view_spans(
-    buf: np.ndarray, words: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    buf: np.ndarray, loads: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> np.ndarray:
     """Arrow string-view structs for the spans, pointing into buf (data buffer 0).
 
@@ -240,13 +267,13 @@ def view_spans(
     """
     n = starts.shape[0]
     v = np.empty((n, 2), np.uint64)
-    size = buf.shape[0]
+    nl = loads.shape[0]
     for i in range(n):
         s = starts[i]
         m = ends[i] - s
-        if s + 16 <= size:
-            w0 = _load8(buf, words, s)
-            w1 = _load8(buf, words, s + 8)
+        if s + 8 < nl:
+            w0 = loads[s]
+            w1 = loads[s + 8]
         else:
             w0, w1 = _tail16(buf, s)
         head = _low_bytes(w0, min(m, 4))
@@ -485,7 +512,7 @@ def frame_lines(
 
 @nb.njit(cache=True, nogil=True)
 def name_ids(
-    buf: np.ndarray, words: np.ndarray, rows: np.ndarray, name_s: np.ndarray, name_e: np.ndarray
+    buf: np.ndarray, rows: np.ndarray, name_s: np.ndarray, name_e: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Number the distinct event names in order of first appearance.
 
@@ -496,11 +523,14 @@ def name_ids(
     first = np.empty(_MAX_NAMES, np.int64)
     ids = np.full(rows.shape[0], -1, np.int64)
     n_names = 0
-    mask = np.uint64(_NAME_SLOTS - 1)
+    mask = _NAME_SLOTS - 1
     for r in range(rows.shape[0]):
         s = name_s[rows[r]]
         e = name_e[rows[r]]
-        slot = np.int64(_hash(buf, words, s, e) & mask)
+        h = 0
+        for q in range(s, e):
+            h = (h * 31 + buf[q]) & 0xFFFFFF
+        slot = h & mask
         while True:
             cur = slots[slot]
             if cur < 0:
@@ -962,7 +992,7 @@ _KV_COUNT, _KV_SPANS, _KV_VIEWS = range(3)
 @nb.njit(cache=True, nogil=True)
 def _kv_scan(
     buf: np.ndarray,
-    words: np.ndarray,
+    loads: np.ndarray,
     body_s: np.ndarray,
     body_e: np.ndarray,
     mode: int,
@@ -973,7 +1003,7 @@ def _kv_scan(
     """The key=value pairs of the bodies: counted (_KV_COUNT), their spans written to out
     (_KV_SPANS) or their key and value written as string views to views[0] and views[1]
     (_KV_VIEWS, as `view_spans` builds them: written here, so that no span array is made)."""
-    size = buf.shape[0]
+    nl = loads.shape[0]
     m = 0
     for r in range(body_s.shape[0]):
         offsets[r] = m
@@ -1015,9 +1045,9 @@ def _kv_scan(
                                 for h in range(2):
                                     s = t if h == 0 else q + 1
                                     n = (q if h == 0 else w) - s
-                                    if s + 16 <= size:
-                                        w0 = _load8(buf, words, s)
-                                        w1 = _load8(buf, words, s + 8)
+                                    if s + 8 < nl:
+                                        w0 = loads[s]
+                                        w1 = loads[s + 8]
                                     else:
                                         w0, w1 = _tail16(buf, s)
                                     head = _low_bytes(w0, min(n, 4))
@@ -1043,24 +1073,24 @@ def kv_spans(buf: np.ndarray, body_s: np.ndarray, body_e: np.ndarray) -> tuple[n
     """
     offsets = np.empty(body_s.shape[0] + 1, np.int64)
     none = np.empty((2, 0, 2), np.uint64)
-    words = np.empty(0, np.uint64)
-    m = _kv_scan(buf, words, body_s, body_e, _KV_COUNT, offsets, np.empty((4, 0), np.int64), none)
+    loads = np.empty(0, np.uint64)  # (no views made)
+    m = _kv_scan(buf, loads, body_s, body_e, _KV_COUNT, offsets, np.empty((4, 0), np.int64), none)
     out = np.empty((4, m), np.int64)
-    _kv_scan(buf, words, body_s, body_e, _KV_SPANS, offsets, out, none)
+    _kv_scan(buf, loads, body_s, body_e, _KV_SPANS, offsets, out, none)
     return offsets, out
 
 
 @nb.njit(cache=True, nogil=True)
 def kv_views(
-    buf: np.ndarray, words: np.ndarray, body_s: np.ndarray, body_e: np.ndarray
+    buf: np.ndarray, loads: np.ndarray, body_s: np.ndarray, body_e: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     """`kv_spans` with the keys and values as string views into buf (`view_spans`), with no
     span array in between: list offsets, key views, value views."""
     offsets = np.empty(body_s.shape[0] + 1, np.int64)
     spans = np.empty((4, 0), np.int64)
     m = _kv_scan(
-        buf, words, body_s, body_e, _KV_COUNT, offsets, spans, np.empty((2, 0, 2), np.uint64)
+        buf, loads, body_s, body_e, _KV_COUNT, offsets, spans, np.empty((2, 0, 2), np.uint64)
     )
     views = np.empty((2, m, 2), np.uint64)
-    _kv_scan(buf, words, body_s, body_e, _KV_VIEWS, offsets, spans, views)
+    _kv_scan(buf, loads, body_s, body_e, _KV_VIEWS, offsets, spans, views)
     return offsets, views[0], views[1]

@@ -138,7 +138,7 @@ def map_block(
 ) -> MappedBlock:
     """Map every event line of a chunk: the kernel's (f) and the polars-framed (fb_events)."""
     n = len(f.rows)
-    ids, first = K.name_ids(f.buf, K.words_of(f.buf), np.arange(n), f.name_s, f.name_e)
+    ids, first = K.name_ids(f.buf, np.arange(n), f.name_s, f.name_e)
     names = [bytes(f.buf[f.name_s[r] : f.name_e[r]]).decode() for r in first]  # distinct
     specs: list[EventSpec] = []
     slot: dict[int, int] = {}
@@ -273,7 +273,7 @@ def _other(f: FastFramed, idx: np.ndarray, ids: np.ndarray, names: pl.Series) ->
     body_s = f.body_s[idx]
     body_e = f.body_e[idx]
     if ac.views_fit(f.buf):  # the pairs straight as views, in the pass that finds them
-        offsets, kview, vview = K.kv_views(f.buf, K.words_of(f.buf), body_s, body_e)
+        offsets, kview, vview = K.kv_views(f.buf, K.loads_of(f.buf), body_s, body_e)
         keys, values = ac.from_views(f.buf, kview), ac.from_views(f.buf, vview)
     else:
         offsets, kv = K.kv_spans(f.buf, body_s, body_e)

@@ -143,15 +143,37 @@ def test_kv_views_are_the_views_of_the_kv_spans(bodies: list[str]) -> None:
     from ingest import arrow_cols, ftrace_kernel
 
     buf, starts, ends = arrow_cols.string_buffers(pl.Series(bodies, dtype=pl.String))
-    words = ftrace_kernel.words_of(buf)
+    loads = ftrace_kernel.loads_of(buf)
     offsets, spans = ftrace_kernel.kv_spans(buf, starts, ends)
-    offsets2, keys, values = ftrace_kernel.kv_views(buf, words, starts, ends)
+    offsets2, keys, values = ftrace_kernel.kv_views(buf, loads, starts, ends)
     assert np.array_equal(offsets, offsets2)
-    assert np.array_equal(keys, ftrace_kernel.view_spans(buf, words, spans[0], spans[1]))
-    assert np.array_equal(values, ftrace_kernel.view_spans(buf, words, spans[2], spans[3]))
+    assert np.array_equal(keys, ftrace_kernel.view_spans(buf, loads, spans[0], spans[1]))
+    assert np.array_equal(values, ftrace_kernel.view_spans(buf, loads, spans[2], spans[3]))
     got = pl.from_arrow(arrow_cols.from_views(buf, values)).to_list() if len(values) else []
     text = buf.tobytes().decode()
     assert got == [text[a:b] for a, b in zip(spans[2], spans[3], strict=True)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80), st.integers(0, 9))
+def test_line_hashes_depend_on_the_bytes_only(data: bytes, shift: int) -> None:
+    """Duplicate lines are found by hash: the same bytes hash the same wherever they sit in a
+    chunk, through 8-byte loads or byte by byte."""
+    import numpy as np
+
+    from ingest import ftrace_kernel as k
+
+    alone = np.frombuffer(data, np.uint8)
+    inside = np.frombuffer(b"x" * shift + data + b"yz", np.uint8)
+    loads = k.loads_of(inside)
+    assert all(
+        int(loads[j]) == int.from_bytes(inside[j : j + 8].tobytes(), "little")
+        for j in range(len(loads))
+    )
+    span = (np.array([shift]), np.array([shift + len(data)]))
+    h = k.hash_spans(alone, k.loads_of(alone), np.array([0]), np.array([len(data)]))
+    assert h[0] == k.hash_spans(inside, loads, *span)[0]
+    assert h[0] == k.hash_spans(inside, np.zeros(0, np.uint64), *span)[0]
 
 
 # --------------------------------------------------------------------------- mapping
