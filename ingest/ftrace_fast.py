@@ -73,7 +73,7 @@ def frame_block(
     if clean is None:
         clean = K.clean_spans(buf, starts, ends)
     ok, rows, ts, cpu, pid, tgid, comm_s, comm_e, name_s, name_e, body_s, body_e = K.frame_lines(
-        buf, starts, ends, clean
+        buf, K.loads_of(buf), starts, ends, clean
     )
     fb_idx = np.flatnonzero(~ok)
     if len(fb_idx):

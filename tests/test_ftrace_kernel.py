@@ -114,7 +114,8 @@ def test_the_kernel_takes_the_plain_lines() -> None:
         ]
     )
     buf, starts, ends = arrow_cols.string_buffers(s)
-    out = ftrace_kernel.frame_lines(buf, starts, ends, ftrace_kernel.clean_spans(buf, starts, ends))
+    clean = ftrace_kernel.clean_spans(buf, starts, ends)
+    out = ftrace_kernel.frame_lines(buf, ftrace_kernel.loads_of(buf), starts, ends, clean)
     assert out[0].tolist() == [True, True, True, True, False, False]
     # then compact, one entry per framed line: its index, ..., name and body spans
     assert out[1].tolist() == [0, 1, 2, 3]
