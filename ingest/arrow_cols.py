@@ -56,6 +56,27 @@ def numbers(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     return pa.array(values, mask=~valid)
 
 
+def take(
+    values: np.ndarray, idx: np.ndarray, valid: np.ndarray | None = None, dtype: object = None
+) -> pa.Array:
+    """values[idx] as a column of `dtype` (which must hold every valid value: no check), null
+    where valid[idx] is False; gathered, converted and its validity bitmap built in one pass."""
+    dt = np.dtype(dtype) if dtype is not None else values.dtype
+    if valid is None:
+        return pa.array(values[idx].astype(dt, copy=False))
+    out = np.empty(len(idx), dt)
+    bitmap = np.empty((len(idx) + 7) // 8, np.uint8)
+    nulls = K.take_valid(values, valid, idx, out, bitmap)
+    if nulls == 0:
+        return pa.array(out)
+    return pa.Array.from_buffers(
+        pa.from_numpy_dtype(out.dtype),
+        len(idx),
+        [pa.py_buffer(bitmap), pa.py_buffer(out)],
+        null_count=nulls,
+    )
+
+
 def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bytes, starts, ends) of a String series (nulls read as empty), for the kernels."""
     arr = s.fill_null("").rechunk().to_arrow()

@@ -287,6 +287,43 @@ def view_spans(
     return v
 
 
+@nb.njit(cache=True, nogil=True)
+def take_views(views: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """views[idx] for (n, 2) string views: building views in line order and gathering them
+    costs a third of building them at rows in another order (each a cache miss in buf)."""
+    out = np.empty((idx.shape[0], 2), np.uint64)
+    for i in range(idx.shape[0]):
+        j = idx[i]
+        out[i, 0] = views[j, 0]
+        out[i, 1] = views[j, 1]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def take_valid(
+    values: np.ndarray, valid: np.ndarray, idx: np.ndarray, out: np.ndarray, bitmap: np.ndarray
+) -> int:
+    """out[i] = values[idx[i]] (converted to out's type) and the Arrow validity bitmap of
+    valid[idx] in one pass; 0 where not valid. Returns the number of nulls."""
+    n = idx.shape[0]
+    nulls = 0
+    for b in range(bitmap.shape[0]):
+        byte = 0
+        for k in range(8):
+            i = b * 8 + k
+            if i >= n:
+                break
+            j = idx[i]
+            if valid[j]:
+                out[i] = values[j]
+                byte |= 1 << k
+            else:
+                out[i] = 0
+                nulls += 1
+        bitmap[b] = byte
+    return nulls
+
+
 # --------------------------------------------------------------------------- framing
 
 

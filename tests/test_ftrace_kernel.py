@@ -177,6 +177,31 @@ def test_line_hashes_depend_on_the_bytes_only(data: bytes, shift: int) -> None:
     assert h[0] == k.hash_spans(inside, np.zeros(0, np.uint64), *span)[0]
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 255), st.booleans()), max_size=40), st.randoms())
+def test_take_gathers_converts_and_nulls_in_one_pass(rows: list, rnd: random.Random) -> None:
+    """arrow_cols.take: values[idx] in the narrower type, null where not valid (the validity
+    bitmap built by the kernel), as pyarrow's own gather and cast give it."""
+    import numpy as np
+    import pyarrow as pa
+
+    from ingest import arrow_cols, ftrace_kernel
+
+    values = np.array([v for v, _ in rows], np.uint64)
+    valid = np.array([ok for _, ok in rows], np.bool_)
+    idx = np.array([rnd.randrange(len(rows)) for _ in range(len(rows) * 2)] if rows else [])
+    idx = idx.astype(np.int64)
+    got = arrow_cols.take(values, idx, valid, np.uint8)
+    want = pa.array(values, mask=~valid).take(pa.array(idx)).cast(pa.uint8())
+    assert got.type == pa.uint8()
+    assert got.to_pylist() == want.to_pylist()
+    assert arrow_cols.take(values, idx).to_pylist() == values[idx].tolist()
+    buf = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz" * 2, np.uint8)
+    starts = np.arange(len(rows), dtype=np.int64) % 20
+    views = ftrace_kernel.view_spans(buf, ftrace_kernel.loads_of(buf), starts, starts + 20)
+    assert np.array_equal(ftrace_kernel.take_views(views, idx), views[idx])
+
+
 # --------------------------------------------------------------------------- mapping
 
 _VALUES = ["0x1f", "31", "0", "-5", "0X1F", "+5", "0x", "", "18446744073709551615",
