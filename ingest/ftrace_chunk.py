@@ -15,6 +15,7 @@ import polars as pl
 
 from ingest import arrow_cols as ac
 from ingest import ftrace_kernel as K
+from ingest import hashset
 from ingest import source as src
 from ingest.framing import ChunkContext
 from ingest.ftrace_fast import FastFramed, frame_block
@@ -89,7 +90,7 @@ def map_chunk(fc: FramedChunk, trace_id: str, mapping: Mapping) -> ChunkTables:
         fb_buf, fb_s, fb_e = ac.string_buffers(f.others.filter(is_event).get_column("raw"))
         hashes = np.concatenate([hashes, K.hash_spans(fb_buf, K.loads_of(fb_buf), fb_s, fb_e)])
     n_events = len(f.rows) + fb_events.height
-    distinct = pl.Series("h", hashes, dtype=pl.UInt64).unique()
+    distinct = pl.Series("h", hashset.distinct(hashes), dtype=pl.UInt64)
     return ChunkTables(
         framed=fc.framed.filter(~is_event),
         n_event_lines=n_events,
