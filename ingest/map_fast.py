@@ -141,7 +141,7 @@ def map_block(
 ) -> MappedBlock:
     """Map every event line of a chunk: the kernel's (f) and the polars-framed (fb_events)."""
     n = len(f.rows)
-    ids, first = K.name_ids(f.buf, np.arange(n), f.name_s, f.name_e)
+    ids, first = K.name_ids(f.buf, K.loads_of(f.buf), np.arange(n), f.name_s, f.name_e)
     names = [bytes(f.buf[f.name_s[r] : f.name_e[r]]).decode() for r in first]  # distinct
     specs: list[EventSpec] = []
     slot: dict[int, int] = {}

@@ -202,6 +202,28 @@ def test_take_gathers_converts_and_nulls_in_one_pass(rows: list, rnd: random.Ran
     assert np.array_equal(ftrace_kernel.take_views(views, idx), views[idx])
 
 
+_NAMES = ["a", "ab", "sched_switch", "sched_switcH", "x" * 8, "x" * 9, "y" * 17,
+          "mm_filemap_add_to_page_cache", "mm_filemap_adX_to_page_cache",
+          "mm_filemap_add_to_page_cachE"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_NAMES), max_size=30))
+def test_name_ids_number_names_by_first_appearance(names: list[str]) -> None:
+    """Names that differ in one byte anywhere (head, middle, tail) get different ids; the
+    last name ends at the buffer's end, where no 8-byte load fits."""
+    import numpy as np
+
+    from ingest import arrow_cols, ftrace_kernel
+
+    buf, starts, ends = arrow_cols.string_buffers(pl.Series(names, dtype=pl.String))
+    rows = np.arange(len(names), dtype=np.int64)
+    ids, first = ftrace_kernel.name_ids(buf, ftrace_kernel.loads_of(buf), rows, starts, ends)
+    order = list(dict.fromkeys(names))
+    assert ids.tolist() == [order.index(x) for x in names]
+    assert first.tolist() == [names.index(x) for x in order]
+
+
 # --------------------------------------------------------------------------- mapping
 
 _VALUES = ["0x1f", "31", "0", "-5", "0X1F", "+5", "0x", "", "18446744073709551615",
