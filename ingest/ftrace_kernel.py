@@ -50,6 +50,7 @@ _O01 = np.uint64(0x0101010101010101)
 _M7F = np.uint64(0x7F7F7F7F7F7F7F7F)
 _NL = np.uint64(0x0A0A0A0A0A0A0A0A)
 _COLONS = np.uint64(0x3A3A3A3A3A3A3A3A)
+_DASHES = np.uint64(0x2D2D2D2D2D2D2D2D)
 _S7 = np.uint64(7)
 _S56 = np.uint64(56)
 
@@ -394,10 +395,20 @@ def frame_lines(
             j += 2
         if c2 < 0:
             continue
-        # the comm ends at the first `-digit`
+        # the comm ends at the first `-digit` (8 bytes at a time to the next `-`)
         p = -1
         j = s
         while j + 1 < c1:
+            if j + 9 <= c1 and j < nl:
+                x = loads[j] ^ _DASHES
+                z = ~((((x & _M7F) + _M7F) | x) & _H80) & _H80
+                if z == 0:
+                    j += 8
+                    continue
+                q = 0
+                while not (z >> np.uint64(8 * q + 7)) & np.uint64(1):
+                    q += 1
+                j += q
             if buf[j] == 45 and _digit(buf[j + 1]):
                 p = j
                 break
@@ -405,6 +416,8 @@ def frame_lines(
         if p < 0:
             continue
         cs = s
+        while cs + 8 <= p and cs < nl and loads[cs] == _L20:  # the padding, 8 at a time
+            cs += 8
         while cs < p and buf[cs] == 32:
             cs += 1
         if cs < p and buf[cs] == 35:  # '#'
@@ -526,10 +539,16 @@ def frame_lines(
         if c2 == c1 + 2:
             continue  # empty name
         spaced = False
-        for k in range(c1 + 2, c2):
-            if buf[k] == 32:
+        k = c1 + 2
+        while k + 8 <= c2 and k < nl:
+            x = loads[k] ^ _L20
+            if ~((((x & _M7F) + _M7F) | x) & _H80) & _H80:
                 spaced = True
                 break
+            k += 8
+        while k < c2 and not spaced:
+            spaced = buf[k] == 32
+            k += 1
         if spaced:
             continue
         if c2 + 2 < e and buf[c2 + 2] == 32:
