@@ -1096,6 +1096,15 @@ def _kv_scan(
         be = body_e[r]
         while t <= be:
             te = t
+            while te + 8 <= be and te < nl:  # to the next space, 8 bytes at a time
+                x = loads[te] ^ _L20
+                z = ~((((x & _M7F) + _M7F) | x) & _H80) & _H80
+                if z:
+                    while not (z >> np.uint64(7)) & np.uint64(1):
+                        z >>= np.uint64(8)
+                        te += 1
+                    break
+                te += 8
             while te < be and buf[te] != 32:
                 te += 1
             if t < te:
