@@ -15,6 +15,7 @@ import polars as pl
 
 from ingest import arrow_cols as ac
 from ingest import ftrace_kernel as K
+from ingest import hashset
 from ingest import source as src
 from ingest.framing import ChunkContext
 from ingest.ftrace_fast import FastFramed, frame_block
@@ -43,7 +44,7 @@ class FramedChunk:
 
     f: FastFramed
     framed: pl.DataFrame  # FRAMED_SCHEMA rows of the lines the kernel left to polars
-    words: np.ndarray
+    loads: np.ndarray  # ftrace_kernel.loads_of(f.buf)
 
 
 def frame_chunk(chunk: src.LineChunk, ctx: ChunkContext) -> FramedChunk:
@@ -62,7 +63,7 @@ def frame_chunk(chunk: src.LineChunk, ctx: ChunkContext) -> FramedChunk:
         return lines
 
     f = frame_block(buf, starts, ends, chunk.first_line, ctx, fallback_text, clean)
-    return FramedChunk(f, finish(f.others), words)
+    return FramedChunk(f, finish(f.others), K.loads_of(buf))
 
 
 def map_chunk(fc: FramedChunk, trace_id: str, mapping: Mapping) -> ChunkTables:
@@ -79,7 +80,7 @@ def map_chunk(fc: FramedChunk, trace_id: str, mapping: Mapping) -> ChunkTables:
             "cpu": pl.Series(f.cpu, dtype=pl.Int16),
         }
     )
-    hashes = K.hash_spans(f.buf, fc.words, f.starts[f.rows], f.ends[f.rows])
+    hashes = K.hash_spans(f.buf, fc.loads, f.starts[f.rows], f.ends[f.rows])
     if fb_events.height:
         ts = (
             pl.concat([ts, fb_events.select("line", "ts_ns", "cpu")])
@@ -87,9 +88,9 @@ def map_chunk(fc: FramedChunk, trace_id: str, mapping: Mapping) -> ChunkTables:
             .filter(pl.col("ts_ns").is_not_null())
         )
         fb_buf, fb_s, fb_e = ac.string_buffers(f.others.filter(is_event).get_column("raw"))
-        hashes = np.concatenate([hashes, K.hash_spans(fb_buf, K.words_of(fb_buf), fb_s, fb_e)])
+        hashes = np.concatenate([hashes, K.hash_spans(fb_buf, K.loads_of(fb_buf), fb_s, fb_e)])
     n_events = len(f.rows) + fb_events.height
-    distinct = pl.Series("h", hashes, dtype=pl.UInt64).unique()
+    distinct = pl.Series("h", hashset.distinct(hashes), dtype=pl.UInt64)
     return ChunkTables(
         framed=fc.framed.filter(~is_event),
         n_event_lines=n_events,

@@ -72,8 +72,9 @@ def frame_block(
     """
     if clean is None:
         clean = K.clean_spans(buf, starts, ends)
-    ok, ts, cpu, pid, tgid, comm_s, dash, col1, col2 = K.frame_lines(buf, starts, ends, clean)
-    rows = np.flatnonzero(ok)
+    ok, rows, ts, cpu, pid, tgid, comm_s, comm_e, name_s, name_e, body_s, body_e = K.frame_lines(
+        buf, K.loads_of(buf), starts, ends, clean
+    )
     fb_idx = np.flatnonzero(~ok)
     if len(fb_idx):
         df = pl.DataFrame(
@@ -92,16 +93,16 @@ def frame_block(
         starts=starts,
         ends=ends,
         rows=rows,
-        ts=ts[rows],
-        cpu=cpu[rows],
-        pid=pid[rows],
-        tgid=tgid[rows],
-        comm_s=comm_s[rows],
-        comm_e=dash[rows],
-        name_s=col1[rows] + 2,
-        name_e=col2[rows],
-        body_s=col2[rows] + 2,
-        body_e=ends[rows],
+        ts=ts,
+        cpu=cpu,
+        pid=pid,
+        tgid=tgid,
+        comm_s=comm_s,
+        comm_e=comm_e,
+        name_s=name_s,
+        name_e=name_e,
+        body_s=body_s,
+        body_e=body_e,
         others=others,
     )
 

@@ -49,6 +49,8 @@ _H80 = np.uint64(0x8080808080808080)
 _O01 = np.uint64(0x0101010101010101)
 _M7F = np.uint64(0x7F7F7F7F7F7F7F7F)
 _NL = np.uint64(0x0A0A0A0A0A0A0A0A)
+_COLONS = np.uint64(0x3A3A3A3A3A3A3A3A)
+_DASHES = np.uint64(0x2D2D2D2D2D2D2D2D)
 _S7 = np.uint64(7)
 _S56 = np.uint64(56)
 
@@ -59,6 +61,21 @@ def words_of(buf: np.ndarray) -> np.ndarray:
     if sys.byteorder != "little" or buf.ctypes.data % 8 or buf.size < 8:
         return np.zeros(0, np.uint64)
     return buf[: buf.size // 8 * 8].view(np.uint64)
+
+
+def loads_of(buf: np.ndarray) -> np.ndarray:
+    """Every 8-byte load from buf as a uint64 array with a 1-byte stride: element j is the
+    little-endian word at buf[j:j + 8] (empty on big-endian machines or under 8 bytes).
+
+    The kernels that read spans at any offset (hashes, string views) load 8 bytes at once
+    through it: one unaligned load instead of two aligned ones shifted together.
+    """
+    if sys.byteorder != "little" or buf.size < 8 or not buf.flags.c_contiguous:
+        return np.zeros(0, np.uint64)
+    first = buf[:8].view(np.uint64)
+    return np.lib.stride_tricks.as_strided(
+        first, shape=(buf.size - 7,), strides=(1,), writeable=False
+    )
 
 
 @nb.njit(cache=True, nogil=True)
@@ -128,52 +145,64 @@ def clean_spans(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.nda
     return clean
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _load8(buf: np.ndarray, words: np.ndarray, j: int) -> np.uint64:
-    """The 8 bytes at buf[j:] as a little-endian word."""
-    i = j >> 3
-    a = j & 7
-    if a == 0 and i < words.shape[0]:
-        return words[i]
-    if i + 1 < words.shape[0]:
-        sh = np.uint64(8 * a)
-        return (words[i] >> sh) | (words[i + 1] << (np.uint64(64) - sh))
+# The kernels below read 8 bytes at a time as `loads[j]` written out in their loops, with
+# the rare load near the end of buf through `_bytes8` / `_tail16`: numba compiled the same
+# code behind an inlined helper taking `loads` into loops several times slower.
+
+
+@nb.njit(cache=True, nogil=True)
+def _bytes8(buf: np.ndarray, j: int) -> np.uint64:
+    """The bytes buf[j:j+8] as a little-endian word, zero past the end of buf."""
     w = np.uint64(0)
-    for k in range(8):
+    for k in range(min(8, buf.shape[0] - j)):
         w |= np.uint64(buf[j + k]) << np.uint64(8 * k)
     return w
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _hash(buf: np.ndarray, words: np.ndarray, s: int, e: int) -> np.uint64:
-    h = _K1 ^ np.uint64(e - s)
-    j = s
-    while j + 8 <= e:
-        h = (h ^ _load8(buf, words, j)) * _K2
-        h ^= h >> _S29
-        j += 8
-    w = np.uint64(0)
-    k = 0
-    while j < e:
-        w |= np.uint64(buf[j]) << np.uint64(8 * k)
-        j += 1
-        k += 1
-    h = (h ^ w) * _K2
-    h ^= h >> _S32
-    h *= _K1
-    h ^= h >> _S29
-    return h
-
-
 @nb.njit(cache=True, nogil=True)
 def hash_spans(
-    buf: np.ndarray, words: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    buf: np.ndarray, loads: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> np.ndarray:
-    """A 64-bit hash of each span's bytes (duplicate event lines are found by it); the same
-    whether or not `words` is given."""
+    """A 64-bit hash of each span's bytes (duplicate event lines are found by it), in two
+    independent lanes of 8 bytes; the same whatever the span's alignment and whether or not
+    `loads` (loads_of(buf)) is given."""
+    nl = loads.shape[0]
     out = np.empty(starts.shape[0], np.uint64)
     for i in range(starts.shape[0]):
-        out[i] = _hash(buf, words, starts[i], ends[i])
+        s = starts[i]
+        e = ends[i]
+        h1 = _K1 ^ np.uint64(e - s)
+        h2 = _K2 ^ np.uint64(e - s)
+        j = s
+        while j + 16 <= e:
+            if j + 8 < nl:
+                a = loads[j]
+                b = loads[j + 8]
+            else:
+                a = _bytes8(buf, j)
+                b = _bytes8(buf, j + 8)
+            h1 = (h1 ^ a) * _K2
+            h2 = (h2 ^ b) * _K1
+            h1 ^= h1 >> _S29
+            h2 ^= h2 >> _S32
+            j += 16
+        if j + 8 <= e:
+            a = loads[j] if j < nl else _bytes8(buf, j)
+            h1 = (h1 ^ a) * _K2
+            h1 ^= h1 >> _S29
+            j += 8
+        w = np.uint64(0)
+        k = 0
+        while j < e:
+            w |= np.uint64(buf[j]) << np.uint64(8 * k)
+            j += 1
+            k += 1
+        h2 = (h2 ^ w) * _K1
+        h = (h1 ^ (h2 >> _S29)) * _K2
+        h ^= h >> _S32
+        h = (h ^ h2) * _K1
+        h ^= h >> _S29
+        out[i] = h
     return out
 
 
@@ -212,8 +241,25 @@ def _low_bytes(w: np.uint64, k: int) -> np.uint64:
 
 
 @nb.njit(cache=True, nogil=True)
+def _tail16(buf: np.ndarray, s: int) -> tuple[np.uint64, np.uint64]:
+    """The bytes buf[s:s+16] as two little-endian words, zero past the end of buf.
+
+    A function of its own, not inlined: the byte loop inside view_spans' loop made numba's
+    code for the common case about twice as slow."""
+    size = buf.shape[0]
+    w0 = np.uint64(0)
+    w1 = np.uint64(0)
+    for k in range(min(16, size - s)):
+        if k < 8:
+            w0 |= np.uint64(buf[s + k]) << np.uint64(8 * k)
+        else:
+            w1 |= np.uint64(buf[s + k]) << np.uint64(8 * (k - 8))
+    return w0, w1
+
+
+@nb.njit(cache=True, nogil=True)
 def view_spans(
-    buf: np.ndarray, words: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    buf: np.ndarray, loads: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> np.ndarray:
     """Arrow string-view structs for the spans, pointing into buf (data buffer 0).
 
@@ -222,22 +268,16 @@ def view_spans(
     Built as two little-endian words per view, from 8-byte loads.
     """
     n = starts.shape[0]
-    v = np.zeros((n, 2), np.uint64)
-    size = buf.shape[0]
+    v = np.empty((n, 2), np.uint64)
+    nl = loads.shape[0]
     for i in range(n):
         s = starts[i]
         m = ends[i] - s
-        if s + 16 <= size:
-            w0 = _load8(buf, words, s)
-            w1 = _load8(buf, words, s + 8)
+        if s + 8 < nl:
+            w0 = loads[s]
+            w1 = loads[s + 8]
         else:
-            w0 = np.uint64(0)
-            w1 = np.uint64(0)
-            for k in range(min(16, size - s)):
-                if k < 8:
-                    w0 |= np.uint64(buf[s + k]) << np.uint64(8 * k)
-                else:
-                    w1 |= np.uint64(buf[s + k]) << np.uint64(8 * (k - 8))
+            w0, w1 = _tail16(buf, s)
         head = _low_bytes(w0, min(m, 4))
         v[i, 0] = np.uint64(m) | (head << _S32)
         if m <= 12:
@@ -246,6 +286,43 @@ def view_spans(
         else:
             v[i, 1] = np.uint64(s) << _S32
     return v
+
+
+@nb.njit(cache=True, nogil=True)
+def take_views(views: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """views[idx] for (n, 2) string views: building views in line order and gathering them
+    costs a third of building them at rows in another order (each a cache miss in buf)."""
+    out = np.empty((idx.shape[0], 2), np.uint64)
+    for i in range(idx.shape[0]):
+        j = idx[i]
+        out[i, 0] = views[j, 0]
+        out[i, 1] = views[j, 1]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def take_valid(
+    values: np.ndarray, valid: np.ndarray, idx: np.ndarray, out: np.ndarray, bitmap: np.ndarray
+) -> int:
+    """out[i] = values[idx[i]] (converted to out's type) and the Arrow validity bitmap of
+    valid[idx] in one pass; 0 where not valid. Returns the number of nulls."""
+    n = idx.shape[0]
+    nulls = 0
+    for b in range(bitmap.shape[0]):
+        byte = 0
+        for k in range(8):
+            i = b * 8 + k
+            if i >= n:
+                break
+            j = idx[i]
+            if valid[j]:
+                out[i] = values[j]
+                byte |= 1 << k
+            else:
+                out[i] = 0
+                nulls += 1
+        bitmap[b] = byte
+    return nulls
 
 
 # --------------------------------------------------------------------------- framing
@@ -258,48 +335,80 @@ def _digit(b: np.uint8) -> bool:
 
 @nb.njit(cache=True, nogil=True)
 def frame_lines(
-    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, clean: np.ndarray
+    buf: np.ndarray, loads: np.ndarray, starts: np.ndarray, ends: np.ndarray, clean: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     """Frame the plain event lines `comm-pid [(tgid)] [cpu] [flags] secs[.frac]: event: body`.
 
-    Returns per line: ok, ts_ns, cpu, pid, tgid (-1: none), comm start, the `-` ending the
-    comm, the first `: ` (the event name starts 2 after it), the second `: ` (the body starts
-    2 after it). A line is ok only if `read_ftrace._fast_events` would take it and read the same
-    values: clean (printable ASCII), the first `-digit` starts a header that _HEAD_OK matches whole,
-    numbers in range, a non-empty event name without spaces, a body not starting with a space.
+    Returns ok per line, then per framed line (the ok ones, in order; compact, so that nothing
+    is gathered afterwards and no per-line array is zeroed): its index, ts_ns, cpu, pid, tgid
+    (-1: none), the comm's start and end (the `-` ending it), the event name's start and end,
+    the body's start and end. A line is ok only if `read_ftrace._fast_events` would take it and
+    read the same values: clean (printable ASCII), the first `-digit` starts a header that
+    _HEAD_OK matches whole, numbers in range, a non-empty event name without spaces, a body not
+    starting with a space.
     """
     n = starts.shape[0]
+    nl = loads.shape[0]
     ok = np.zeros(n, np.bool_)
-    ts = np.zeros(n, np.int64)
-    cpu = np.zeros(n, np.int16)
-    pid = np.zeros(n, np.int32)
-    tgid = np.full(n, -1, np.int32)
-    comm_s = np.zeros(n, np.int64)
-    dash = np.zeros(n, np.int64)
-    col1 = np.zeros(n, np.int64)
-    col2 = np.zeros(n, np.int64)
+    # np.empty: only the first m entries are written (and so touched) and returned
+    rows = np.empty(n, np.int64)
+    ts = np.empty(n, np.int64)
+    cpu = np.empty(n, np.int16)
+    pid = np.empty(n, np.int32)
+    tgid = np.empty(n, np.int32)
+    comm_s = np.empty(n, np.int64)
+    comm_e = np.empty(n, np.int64)
+    name_s = np.empty(n, np.int64)
+    name_e = np.empty(n, np.int64)
+    body_s = np.empty(n, np.int64)
+    body_e = np.empty(n, np.int64)
+    m = 0
     for i in range(n):
         s = starts[i]
         e = ends[i]
         if not clean[i]:
             continue
+        # the first two `: `, 8 bytes at a time where the line and loads reach
         c1 = -1
         c2 = -1
         j = s
         while j + 1 < e:
-            if buf[j] == 58 and buf[j + 1] == 32:
-                if c1 >= 0:
-                    c2 = j
-                    break
-                c1 = j
+            if j + 9 <= e and j + 1 < nl:
+                x = loads[j] ^ _COLONS
+                y = loads[j + 1] ^ _L20
+                z = ~((((x & _M7F) + _M7F) | x) & _H80) & ~((((y & _M7F) + _M7F) | y) & _H80)
+                z &= _H80  # 0x80 in each byte that is a `:` before a space
+                if z == 0:
+                    j += 8
+                    continue
+                q = 0
+                while not (z >> np.uint64(8 * q + 7)) & np.uint64(1):
+                    q += 1
+                j += q
+            elif buf[j] != 58 or buf[j + 1] != 32:
                 j += 1
-            j += 1
+                continue
+            if c1 >= 0:
+                c2 = j
+                break
+            c1 = j
+            j += 2
         if c2 < 0:
             continue
-        # the comm ends at the first `-digit`
+        # the comm ends at the first `-digit` (8 bytes at a time to the next `-`)
         p = -1
         j = s
         while j + 1 < c1:
+            if j + 9 <= c1 and j < nl:
+                x = loads[j] ^ _DASHES
+                z = ~((((x & _M7F) + _M7F) | x) & _H80) & _H80
+                if z == 0:
+                    j += 8
+                    continue
+                q = 0
+                while not (z >> np.uint64(8 * q + 7)) & np.uint64(1):
+                    q += 1
+                j += q
             if buf[j] == 45 and _digit(buf[j + 1]):
                 p = j
                 break
@@ -307,6 +416,8 @@ def frame_lines(
         if p < 0:
             continue
         cs = s
+        while cs + 8 <= p and cs < nl and loads[cs] == _L20:  # the padding, 8 at a time
+            cs += 8
         while cs < p and buf[cs] == 32:
             cs += 1
         if cs < p and buf[cs] == 35:  # '#'
@@ -428,59 +539,98 @@ def frame_lines(
         if c2 == c1 + 2:
             continue  # empty name
         spaced = False
-        for k in range(c1 + 2, c2):
-            if buf[k] == 32:
+        k = c1 + 2
+        while k + 8 <= c2 and k < nl:
+            x = loads[k] ^ _L20
+            if ~((((x & _M7F) + _M7F) | x) & _H80) & _H80:
                 spaced = True
                 break
+            k += 8
+        while k < c2 and not spaced:
+            spaced = buf[k] == 32
+            k += 1
         if spaced:
             continue
         if c2 + 2 < e and buf[c2 + 2] == 32:
             continue
         ok[i] = True
-        ts[i] = the_ts
-        cpu[i] = the_cpu
-        pid[i] = the_pid
-        tgid[i] = the_tgid
-        comm_s[i] = cs
-        dash[i] = p
-        col1[i] = c1
-        col2[i] = c2
-    return ok, ts, cpu, pid, tgid, comm_s, dash, col1, col2
+        rows[m] = i
+        ts[m] = the_ts
+        cpu[m] = the_cpu
+        pid[m] = the_pid
+        tgid[m] = the_tgid
+        comm_s[m] = cs
+        comm_e[m] = p
+        name_s[m] = c1 + 2
+        name_e[m] = c2
+        body_s[m] = c2 + 2
+        body_e[m] = e
+        m += 1
+    return (
+        ok,
+        rows[:m],
+        ts[:m],
+        cpu[:m],
+        pid[:m],
+        tgid[:m],
+        comm_s[:m],
+        comm_e[:m],
+        name_s[:m],
+        name_e[:m],
+        body_s[:m],
+        body_e[:m],
+    )
 
 
 @nb.njit(cache=True, nogil=True)
 def name_ids(
-    buf: np.ndarray, words: np.ndarray, rows: np.ndarray, name_s: np.ndarray, name_e: np.ndarray
+    buf: np.ndarray, loads: np.ndarray, rows: np.ndarray, name_s: np.ndarray, name_e: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Number the distinct event names in order of first appearance.
 
     Returns the id of each row's name (-1 past _MAX_NAMES distinct names) and, per id, the
-    row where it first appears.
+    row where it first appears. A name is hashed from its first and last 8 bytes and its
+    length (loads_of(buf)), and compared 8 bytes at a time.
     """
     slots = np.full(_NAME_SLOTS, -1, np.int64)
     first = np.empty(_MAX_NAMES, np.int64)
+    head = np.empty(_MAX_NAMES, np.uint64)  # the first and last words of each name
+    tail = np.empty(_MAX_NAMES, np.uint64)
     ids = np.full(rows.shape[0], -1, np.int64)
     n_names = 0
-    mask = np.uint64(_NAME_SLOTS - 1)
+    nl = loads.shape[0]
     for r in range(rows.shape[0]):
         s = name_s[rows[r]]
         e = name_e[rows[r]]
-        slot = np.int64(_hash(buf, words, s, e) & mask)
+        n = e - s
+        if n >= 8 and e - 8 < nl:
+            a = loads[s]
+            b = loads[e - 8]
+        elif n >= 8:
+            a = _bytes8(buf, s)
+            b = _bytes8(buf, e - 8)
+        else:
+            a = _low_bytes(_bytes8(buf, s), n)
+            b = np.uint64(0)
+        h = (a * _K1) ^ (b * _K2) ^ np.uint64(n)
+        h ^= h >> _S29
+        slot = np.int64(h & np.uint64(_NAME_SLOTS - 1))
         while True:
             cur = slots[slot]
             if cur < 0:
                 if n_names < _MAX_NAMES:
                     slots[slot] = n_names
                     first[n_names] = r
+                    head[n_names] = a
+                    tail[n_names] = b
                     ids[r] = n_names
                     n_names += 1
                 break
             fr = rows[first[cur]]
             fs = name_s[fr]
-            fe = name_e[fr]
-            if fe - fs == e - s:
+            if name_e[fr] - fs == n and head[cur] == a and tail[cur] == b:
                 same = True
-                for k in range(e - s):
+                for k in range(8, n - 8):  # the middle of names longer than 16 bytes
                     if buf[fs + k] != buf[s + k]:
                         same = False
                         break
@@ -738,16 +888,17 @@ def map_rows(
     pfn computed from a page pointer; kind_a the kind, or with kind_b >= 0 the kinds for
     refs >= 0 / < 0; pin_bias_key the `flags` key of the pin_bias heuristic (-1: none).
 
-    Values come back column-major ([col, row]).
+    Values come back column-major ([col, row]), and mean something only where valid.
     Returns status (ST_EVENT, or ST_POLARS where polars must map the row: a value it would
-    reject or might read differently), kind, uint64 values [row, col], int values, validity,
-    and the caller's span. Rows with spec < 0 are left as ST_OTHER.
+    reject or might read differently), kind, uint64 values, int values, validity, and the
+    caller's span. Rows with spec < 0 are left as ST_OTHER.
     """
     n = spec.shape[0]
     status = np.zeros(n, np.uint8)
     kind = np.zeros(n, np.int8)
-    uval = np.zeros((N_COLS, n), np.uint64)
-    ival = np.zeros((N_COLS, n), np.int64)
+    # values only where valid: np.empty leaves the columns no row fills untouched (unpaged)
+    uval = np.empty((N_COLS, n), np.uint64)
+    ival = np.empty((N_COLS, n), np.int64)
     valid = np.zeros((N_COLS, n), np.bool_)
     sym = np.zeros((2, n), np.int64)
     table = _key_table(keys, key_s, key_e, key_form)
@@ -862,8 +1013,8 @@ def map_rows(
             status[r] = ST_POLARS
             continue
         # kind, and refs signed by it
-        refs = ival[REFS, r]
         has_refs = valid[REFS, r]
+        refs = ival[REFS, r] if has_refs else 0
         if kind_b[sp] >= 0:
             kd = kind_a[sp] if (not has_refs or refs >= 0) else kind_b[sp]
         else:
@@ -920,15 +1071,24 @@ def map_rows(
     return status, kind, uval, ival, valid, sym[0], sym[1]
 
 
+_KV_COUNT, _KV_SPANS, _KV_VIEWS = range(3)
+
+
 @nb.njit(cache=True, nogil=True)
 def _kv_scan(
     buf: np.ndarray,
+    loads: np.ndarray,
     body_s: np.ndarray,
     body_e: np.ndarray,
-    fill: bool,
+    mode: int,
     offsets: np.ndarray,
     out: np.ndarray,
+    views: np.ndarray,
 ) -> int:
+    """The key=value pairs of the bodies: counted (_KV_COUNT), their spans written to out
+    (_KV_SPANS) or their key and value written as string views to views[0] and views[1]
+    (_KV_VIEWS, as `view_spans` builds them: written here, so that no span array is made)."""
+    nl = loads.shape[0]
     m = 0
     for r in range(body_s.shape[0]):
         offsets[r] = m
@@ -936,6 +1096,15 @@ def _kv_scan(
         be = body_e[r]
         while t <= be:
             te = t
+            while te + 8 <= be and te < nl:  # to the next space, 8 bytes at a time
+                x = loads[te] ^ _L20
+                z = ~((((x & _M7F) + _M7F) | x) & _H80) & _H80
+                if z:
+                    while not (z >> np.uint64(7)) & np.uint64(1):
+                        z >>= np.uint64(8)
+                        te += 1
+                    break
+                te += 8
             while te < be and buf[te] != 32:
                 te += 1
             if t < te:
@@ -957,14 +1126,31 @@ def _kv_scan(
                         else:
                             break
                     if q < te and buf[q] == 61:
-                        if fill:
+                        if mode != _KV_COUNT:
                             w = q + 1
                             while w < te and buf[w] != 61:
                                 w += 1
-                            out[0, m] = t
-                            out[1, m] = q
-                            out[2, m] = q + 1
-                            out[3, m] = w
+                            if mode == _KV_SPANS:
+                                out[0, m] = t
+                                out[1, m] = q
+                                out[2, m] = q + 1
+                                out[3, m] = w
+                            else:
+                                for h in range(2):
+                                    s = t if h == 0 else q + 1
+                                    n = (q if h == 0 else w) - s
+                                    if s + 8 < nl:
+                                        w0 = loads[s]
+                                        w1 = loads[s + 8]
+                                    else:
+                                        w0, w1 = _tail16(buf, s)
+                                    head = _low_bytes(w0, min(n, 4))
+                                    views[h, m, 0] = np.uint64(n) | (head << _S32)
+                                    if n <= 12:
+                                        rest = (w0 >> _S32) | (w1 << _S32)
+                                        views[h, m, 1] = _low_bytes(rest, n - 4)
+                                    else:
+                                        views[h, m, 1] = np.uint64(s) << _S32
                         m += 1
             t = te + 1
     offsets[body_s.shape[0]] = m
@@ -980,7 +1166,25 @@ def kv_spans(buf: np.ndarray, body_s: np.ndarray, body_e: np.ndarray) -> tuple[n
     its key is what comes before the first `=`, its value what follows up to a second `=`.
     """
     offsets = np.empty(body_s.shape[0] + 1, np.int64)
-    m = _kv_scan(buf, body_s, body_e, False, offsets, np.empty((4, 0), np.int64))
+    none = np.empty((2, 0, 2), np.uint64)
+    loads = np.empty(0, np.uint64)  # (no views made)
+    m = _kv_scan(buf, loads, body_s, body_e, _KV_COUNT, offsets, np.empty((4, 0), np.int64), none)
     out = np.empty((4, m), np.int64)
-    _kv_scan(buf, body_s, body_e, True, offsets, out)
+    _kv_scan(buf, loads, body_s, body_e, _KV_SPANS, offsets, out, none)
     return offsets, out
+
+
+@nb.njit(cache=True, nogil=True)
+def kv_views(
+    buf: np.ndarray, loads: np.ndarray, body_s: np.ndarray, body_e: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """`kv_spans` with the keys and values as string views into buf (`view_spans`), with no
+    span array in between: list offsets, key views, value views."""
+    offsets = np.empty(body_s.shape[0] + 1, np.int64)
+    spans = np.empty((4, 0), np.int64)
+    m = _kv_scan(
+        buf, loads, body_s, body_e, _KV_COUNT, offsets, spans, np.empty((2, 0, 2), np.uint64)
+    )
+    views = np.empty((2, m, 2), np.uint64)
+    _kv_scan(buf, loads, body_s, body_e, _KV_VIEWS, offsets, spans, views)
+    return offsets, views[0], views[1]

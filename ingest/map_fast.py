@@ -48,6 +48,9 @@ ACQUIRE_MASK = np.array([k in ACQUIRE for k in schema.KINDS], np.bool_)
 RELEASE_MASK = np.array([k in RELEASE for k in schema.KINDS], np.bool_)
 _ARROW = {"uint": pa.uint64(), "dev": pa.uint64(), "int": pa.int64()}
 _KIND_VALUES = pl.Series("kind", list(schema.KINDS), dtype=schema.KIND)
+_NP_OF = {pl.UInt8: np.uint8, pl.UInt32: np.uint32, pl.UInt64: np.uint64, pl.Int32: np.int32}
+# the events table's type of each numeric mapped column
+_NUMPY = {c: _NP_OF[type(schema.EVENTS_SCHEMA[c])] for c in _COLS if COLUMNS[c][0] != "sym"}
 
 
 @dataclass
@@ -138,7 +141,7 @@ def map_block(
 ) -> MappedBlock:
     """Map every event line of a chunk: the kernel's (f) and the polars-framed (fb_events)."""
     n = len(f.rows)
-    ids, first = K.name_ids(f.buf, K.words_of(f.buf), np.arange(n), f.name_s, f.name_e)
+    ids, first = K.name_ids(f.buf, K.loads_of(f.buf), np.arange(n), f.name_s, f.name_e)
     names = [bytes(f.buf[f.name_s[r] : f.name_e[r]]).decode() for r in first]  # distinct
     specs: list[EventSpec] = []
     slot: dict[int, int] = {}
@@ -185,7 +188,8 @@ def map_block(
     other_idx = np.flatnonzero((status == K.ST_OTHER) & (spec_rows == -1))
     slow_idx = np.flatnonzero((status == K.ST_POLARS) | (spec_rows == -2))
 
-    other = _other(f, other_idx, ids, name_col)
+    comm = CommViews(f)
+    other = _other(f, other_idx, ids, name_col, comm)
     slow = fb_events
     if len(slow_idx):
         slow = pl.concat([schema_framed(event_frame(f, slow_idx)), fb_events], how="vertical")
@@ -195,9 +199,9 @@ def map_block(
         key = first[ids[ev_idx]]
         if len(key) and (np.diff(key) < 0).any():
             ev_idx = ev_idx[np.argsort(key, kind="stable")]
-        events = _events(f, ev_idx, ids, name_col, kind, uval, ival, valid, sym_s, sym_e)
+        events = _events(f, ev_idx, ids, name_col, kind, uval, ival, valid, sym_s, sym_e, comm)
         return MappedBlock(events, other, schema.empty("rejects"))
-    events = _events(f, ev_idx, ids, name_col, kind, uval, ival, valid, sym_s, sym_e)
+    events = _events(f, ev_idx, ids, name_col, kind, uval, ival, valid, sym_s, sym_e, comm)
     m = map_events(slow, trace_id, mapping)
     first_line = {name: int(f.rows[r] + f.first_line) for name, r in zip(names, first, strict=True)}
     for name, line in slow.group_by("event").agg(pl.col("line").min()).iter_rows():
@@ -235,29 +239,26 @@ def _events(
     valid: np.ndarray,
     sym_s: np.ndarray,
     sym_e: np.ndarray,
+    comm: CommViews,
 ) -> pl.DataFrame:
-    tgid = f.tgid[idx]
     cols: dict[str, pa.Array] = {
-        "line": pa.array(f.line_numbers()[idx]),
+        "line": pa.array(f.rows[idx] + f.first_line),
         "ts_ns": pa.array(f.ts[idx]),
         "cpu": pa.array(f.cpu[idx]),
         "pid": pa.array(f.pid[idx]),
-        "tgid": ac.numbers(tgid, tgid >= 0),
-        "comm": ac.strings(f.buf, f.comm_s[idx], f.comm_e[idx]),
+        "tgid": ac.take(f.tgid, idx, f.tgid >= 0),
+        "comm": comm.take(idx),
     }
     for c, col in enumerate(_COLS):
-        # only the columns some row fills are gathered (a chunk's events use few of them)
+        # only the columns some row fills are gathered (a chunk's events use few of them),
+        # straight into the table's type (map_rows keeps to its range)
         how = COLUMNS[col][0]
         if not valid[c].any():
             cols[col] = pa.nulls(len(idx), pa.string() if how == "sym" else _ARROW[how])
-            continue
-        ok = valid[c][idx]
-        if how == "sym":
-            cols[col] = ac.strings(f.buf, sym_s[idx], sym_e[idx], ok)
-        elif how == "int":
-            cols[col] = ac.numbers(ival[c][idx], ok)
+        elif how == "sym":
+            cols[col] = ac.strings(f.buf, sym_s[idx], sym_e[idx], valid[c][idx])
         else:
-            cols[col] = ac.numbers(uval[c][idx], ok)
+            cols[col] = ac.take(ival[c] if how == "int" else uval[c], idx, valid[c], _NUMPY[col])
     df = pl.from_arrow(pa.table(cols))
     assert isinstance(df, pl.DataFrame)
     id_sel = pl.Series(ids[idx], dtype=pl.Int64)
@@ -268,26 +269,41 @@ def _events(
     return schema.conform(df, "events").drop("trace_id")
 
 
-def _other(f: FastFramed, idx: np.ndarray, ids: np.ndarray, names: pl.Series) -> pl.DataFrame:
-    tgid = f.tgid[idx]
+class CommViews:
+    """The comm of a block's framed lines, as string views built once in line order and
+    gathered per table (building them at rows in name order cost twice as much)."""
+
+    def __init__(self, f: FastFramed) -> None:
+        self.f = f
+        fits = ac.views_fit(f.buf)
+        self.views = K.view_spans(f.buf, K.loads_of(f.buf), f.comm_s, f.comm_e) if fits else None
+
+    def take(self, idx: np.ndarray) -> pa.Array:
+        if self.views is None:
+            return ac.strings(self.f.buf, self.f.comm_s[idx], self.f.comm_e[idx])
+        return ac.from_views(self.f.buf, K.take_views(self.views, idx))
+
+
+def _other(
+    f: FastFramed, idx: np.ndarray, ids: np.ndarray, names: pl.Series, comm: CommViews
+) -> pl.DataFrame:
     body_s = f.body_s[idx]
     body_e = f.body_e[idx]
-    offsets, kv = K.kv_spans(f.buf, body_s, body_e)
-    pairs = pa.StructArray.from_arrays(
-        [
-            ac.strings(f.buf, kv[0], kv[1]),
-            ac.strings(f.buf, kv[2], kv[3]),
-        ],
-        names=["key", "value"],
-    )
+    if ac.views_fit(f.buf):  # the pairs straight as views, in the pass that finds them
+        offsets, kview, vview = K.kv_views(f.buf, K.loads_of(f.buf), body_s, body_e)
+        keys, values = ac.from_views(f.buf, kview), ac.from_views(f.buf, vview)
+    else:
+        offsets, kv = K.kv_spans(f.buf, body_s, body_e)
+        keys, values = ac.strings(f.buf, kv[0], kv[1]), ac.strings(f.buf, kv[2], kv[3])
+    pairs = pa.StructArray.from_arrays([keys, values], names=["key", "value"])
     table = pa.table(
         {
-            "line": pa.array(f.line_numbers()[idx]),
+            "line": pa.array(f.rows[idx] + f.first_line),
             "ts_ns": pa.array(f.ts[idx]),
             "cpu": pa.array(f.cpu[idx]),
             "pid": pa.array(f.pid[idx]),
-            "tgid": ac.numbers(tgid, tgid >= 0),
-            "comm": ac.strings(f.buf, f.comm_s[idx], f.comm_e[idx]),
+            "tgid": ac.take(f.tgid, idx, f.tgid >= 0),
+            "comm": comm.take(idx),
             "body": ac.strings(f.buf, body_s, body_e),
             "fields": pa.LargeListArray.from_arrays(pa.array(offsets), pairs),
         }

@@ -626,7 +626,9 @@ def _duplicates(hashes: pl.Series, n_dup: int, carry: _Carry, tot: _Totals) -> N
     if hashes.len() == 0:
         return
     if carry.prev_hashes.len():
-        tot.duplicates += int(hashes.is_in(carry.prev_hashes.implode()).sum())
+        from ingest.hashset import count_in
+
+        tot.duplicates += count_in(hashes.to_numpy(), carry.prev_hashes.to_numpy())
     carry.prev_hashes = hashes
 
 

@@ -114,8 +114,114 @@ def test_the_kernel_takes_the_plain_lines() -> None:
         ]
     )
     buf, starts, ends = arrow_cols.string_buffers(s)
-    ok = ftrace_kernel.frame_lines(buf, starts, ends, ftrace_kernel.clean_spans(buf, starts, ends))
-    assert ok[0].tolist() == [True, True, True, True, False, False]
+    clean = ftrace_kernel.clean_spans(buf, starts, ends)
+    out = ftrace_kernel.frame_lines(buf, ftrace_kernel.loads_of(buf), starts, ends, clean)
+    assert out[0].tolist() == [True, True, True, True, False, False]
+    # then compact, one entry per framed line: its index, ..., name and body spans
+    assert out[1].tolist() == [0, 1, 2, 3]
+    text = buf.tobytes().decode()
+    assert [text[a:b] for a, b in zip(out[8], out[9], strict=True)] == [
+        "page_ref_mod",
+        "sched_switch",
+        "pinscope_pin",
+        "x",
+    ]
+    assert [text[a:b] for a, b in zip(out[10], out[11], strict=True)] == [
+        "pfn=0x1 val=3",
+        "a=b",
+        "pfn=0x1",
+        "",
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="ab_=.[]0 -", max_size=30), max_size=12))
+def test_kv_views_are_the_views_of_the_kv_spans(bodies: list[str]) -> None:
+    """The one-pass key=value views read what kv_spans + view_spans read, up to the buffer's
+    last byte (where no 16-byte load fits)."""
+    import numpy as np
+
+    from ingest import arrow_cols, ftrace_kernel
+
+    buf, starts, ends = arrow_cols.string_buffers(pl.Series(bodies, dtype=pl.String))
+    loads = ftrace_kernel.loads_of(buf)
+    offsets, spans = ftrace_kernel.kv_spans(buf, starts, ends)
+    offsets2, keys, values = ftrace_kernel.kv_views(buf, loads, starts, ends)
+    assert np.array_equal(offsets, offsets2)
+    assert np.array_equal(keys, ftrace_kernel.view_spans(buf, loads, spans[0], spans[1]))
+    assert np.array_equal(values, ftrace_kernel.view_spans(buf, loads, spans[2], spans[3]))
+    got = pl.from_arrow(arrow_cols.from_views(buf, values)).to_list() if len(values) else []
+    text = buf.tobytes().decode()
+    assert got == [text[a:b] for a, b in zip(spans[2], spans[3], strict=True)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80), st.integers(0, 9))
+def test_line_hashes_depend_on_the_bytes_only(data: bytes, shift: int) -> None:
+    """Duplicate lines are found by hash: the same bytes hash the same wherever they sit in a
+    chunk, through 8-byte loads or byte by byte."""
+    import numpy as np
+
+    from ingest import ftrace_kernel as k
+
+    alone = np.frombuffer(data, np.uint8)
+    inside = np.frombuffer(b"x" * shift + data + b"yz", np.uint8)
+    loads = k.loads_of(inside)
+    assert all(
+        int(loads[j]) == int.from_bytes(inside[j : j + 8].tobytes(), "little")
+        for j in range(len(loads))
+    )
+    span = (np.array([shift]), np.array([shift + len(data)]))
+    h = k.hash_spans(alone, k.loads_of(alone), np.array([0]), np.array([len(data)]))
+    assert h[0] == k.hash_spans(inside, loads, *span)[0]
+    assert h[0] == k.hash_spans(inside, np.zeros(0, np.uint64), *span)[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 255), st.booleans()), max_size=40), st.randoms())
+def test_take_gathers_converts_and_nulls_in_one_pass(rows: list, rnd: random.Random) -> None:
+    """arrow_cols.take: values[idx] in the narrower type, null where not valid (the validity
+    bitmap built by the kernel), as pyarrow's own gather and cast give it."""
+    import numpy as np
+    import pyarrow as pa
+
+    from ingest import arrow_cols, ftrace_kernel
+
+    values = np.array([v for v, _ in rows], np.uint64)
+    valid = np.array([ok for _, ok in rows], np.bool_)
+    idx = np.array([rnd.randrange(len(rows)) for _ in range(len(rows) * 2)] if rows else [])
+    idx = idx.astype(np.int64)
+    got = arrow_cols.take(values, idx, valid, np.uint8)
+    want = pa.array(values, mask=~valid).take(pa.array(idx)).cast(pa.uint8())
+    assert got.type == pa.uint8()
+    assert got.to_pylist() == want.to_pylist()
+    assert arrow_cols.take(values, idx).to_pylist() == values[idx].tolist()
+    buf = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz" * 2, np.uint8)
+    starts = np.arange(len(rows), dtype=np.int64) % 20
+    views = ftrace_kernel.view_spans(buf, ftrace_kernel.loads_of(buf), starts, starts + 20)
+    assert np.array_equal(ftrace_kernel.take_views(views, idx), views[idx])
+
+
+_NAMES = ["a", "ab", "sched_switch", "sched_switcH", "x" * 8, "x" * 9, "y" * 17,
+          "mm_filemap_add_to_page_cache", "mm_filemap_adX_to_page_cache",
+          "mm_filemap_add_to_page_cachE"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_NAMES), max_size=30))
+def test_name_ids_number_names_by_first_appearance(names: list[str]) -> None:
+    """Names that differ in one byte anywhere (head, middle, tail) get different ids; the
+    last name ends at the buffer's end, where no 8-byte load fits."""
+    import numpy as np
+
+    from ingest import arrow_cols, ftrace_kernel
+
+    buf, starts, ends = arrow_cols.string_buffers(pl.Series(names, dtype=pl.String))
+    rows = np.arange(len(names), dtype=np.int64)
+    ids, first = ftrace_kernel.name_ids(buf, ftrace_kernel.loads_of(buf), rows, starts, ends)
+    order = list(dict.fromkeys(names))
+    assert ids.tolist() == [order.index(x) for x in names]
+    assert first.tolist() == [names.index(x) for x in order]
 
 
 # --------------------------------------------------------------------------- mapping

@@ -1,0 +1,21 @@
+"""The compiled distinct / membership counts behind the duplicate-line warning."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.hashset import count_in, distinct
+
+# small values collide often; 0 (the table's empty slot) and the top value are edge cases
+_HASH = st.one_of(st.integers(0, 20), st.just(2**64 - 1), st.integers(0, 2**64 - 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_HASH, max_size=200), st.lists(_HASH, max_size=200))
+def test_distinct_and_count_in_are_set_operations(a: list[int], b: list[int]) -> None:
+    got = distinct(np.array(a, np.uint64))
+    assert got.tolist() == list(dict.fromkeys(a))  # each once, in order of first appearance
+    known = distinct(np.array(b, np.uint64))
+    assert count_in(got, known) == len(set(a) & set(b))
