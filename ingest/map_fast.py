@@ -228,6 +228,18 @@ def _in_map_order(events: pl.DataFrame, first_line: dict[str, int]) -> pl.DataFr
     return events.sort(order, pl.col("line"))
 
 
+def _header_columns(f: FastFramed, idx: np.ndarray, comm: CommViews) -> dict[str, pa.Array]:
+    """The columns every event line has (its header), for the rows idx."""
+    return {
+        "line": pa.array(f.rows[idx] + f.first_line),
+        "ts_ns": pa.array(f.ts[idx]),
+        "cpu": pa.array(f.cpu[idx]),
+        "pid": pa.array(f.pid[idx]),
+        "tgid": ac.take(f.tgid, idx, f.tgid >= 0),
+        "comm": comm.take(idx),
+    }
+
+
 def _events(
     f: FastFramed,
     idx: np.ndarray,
@@ -241,14 +253,7 @@ def _events(
     sym_e: np.ndarray,
     comm: CommViews,
 ) -> pl.DataFrame:
-    cols: dict[str, pa.Array] = {
-        "line": pa.array(f.rows[idx] + f.first_line),
-        "ts_ns": pa.array(f.ts[idx]),
-        "cpu": pa.array(f.cpu[idx]),
-        "pid": pa.array(f.pid[idx]),
-        "tgid": ac.take(f.tgid, idx, f.tgid >= 0),
-        "comm": comm.take(idx),
-    }
+    cols: dict[str, pa.Array] = _header_columns(f, idx, comm)
     for c, col in enumerate(_COLS):
         # only the columns some row fills are gathered (a chunk's events use few of them),
         # straight into the table's type (map_rows keeps to its range)
@@ -298,12 +303,7 @@ def _other(
     pairs = pa.StructArray.from_arrays([keys, values], names=["key", "value"])
     table = pa.table(
         {
-            "line": pa.array(f.rows[idx] + f.first_line),
-            "ts_ns": pa.array(f.ts[idx]),
-            "cpu": pa.array(f.cpu[idx]),
-            "pid": pa.array(f.pid[idx]),
-            "tgid": ac.take(f.tgid, idx, f.tgid >= 0),
-            "comm": comm.take(idx),
+            **_header_columns(f, idx, comm),
             "body": ac.strings(f.buf, body_s, body_e),
             "fields": pa.LargeListArray.from_arrays(pa.array(offsets), pairs),
         }
