@@ -326,7 +326,8 @@ class _ReplayOrder:
         self.scratch: Path | None = None
 
     def batches(self, columns: tuple[str, ...] | None, rows: int) -> Iterator[pl.DataFrame]:
-        """Batches of about `rows` events with these columns (None: every canonical column)."""
+        """Batches of `rows` events with these columns (None: every canonical column); once
+        cut into replay order, one range (batch_rows events) at a time whatever `rows`."""
         names = list(EVENTS_SCHEMA) if columns is None else list(columns)
         cols = [pl.col(c).cast(EVENTS_SCHEMA[c]) for c in names]
         if self.scratch is None:
