@@ -31,6 +31,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+import ingest  # noqa: E402, F401, I001  (pinscope's allocator setting, before polars loads)
+
 from synthetic import make_dataset, rss_mb  # noqa: E402
 
 from analysis.report import build_report  # noqa: E402

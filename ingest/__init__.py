@@ -1,0 +1,3 @@
+from ingest import allocator
+
+allocator.configure()

@@ -1,0 +1,1 @@
+import ingest  # noqa: F401  (configures polars' allocator before polars loads)
