@@ -21,6 +21,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+import ingest  # noqa: E402, F401, I001  (pinscope's allocator setting, before polars loads)
+
 from synthetic import cpu_s, make_dataset, rss_mb, synth  # noqa: E402
 
 from replay.core import replay_events  # noqa: E402
@@ -67,7 +69,7 @@ def main() -> None:
         q = ctx.Queue()
         child = ctx.Process(target=_replay_child, args=(root, q))
         child.start()
-        s, peak, c_run = q.get()
+        s, peak, c_run = _result(q, child)
         child.join()
         t_run = s.seconds
         ordered = _parts_sorted(root)
@@ -112,6 +114,18 @@ def main() -> None:
         "stages": {k: {m: round(v, 3) for m, v in st.items()} for k, st in s.stages.items()},
     }
     print("BENCH_JSON " + json.dumps(out))
+
+
+def _result(q: multiprocessing.Queue, child: multiprocessing.Process) -> tuple:
+    """The child's result; an error if it died without one (its traceback is on stderr)."""
+    import queue
+
+    while True:
+        try:
+            return q.get(timeout=1)
+        except queue.Empty:
+            if not child.is_alive():
+                raise SystemExit(f"the replay failed (exit {child.exitcode})") from None
 
 
 def _replay_child(root: Path, q: multiprocessing.Queue) -> None:
