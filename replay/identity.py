@@ -77,6 +77,26 @@ def identify(narrow: pl.DataFrame, batch_rows: int | None = None) -> Pages:
     return ident.pages()
 
 
+@dataclass
+class BatchKeys:
+    """A batch between the two halves of IdentityPass.feed: its columns and dense key ids."""
+
+    kind: np.ndarray
+    order: np.ndarray
+    pid: np.ndarray
+    hid: np.ndarray  # per folio order in `orders`: the id of the row's folio head, or -1
+    orders: np.ndarray  # folio orders > 0 seen up to this batch
+    fid: np.ndarray
+    qid: np.ndarray
+    dev: np.ndarray
+    dev_v: np.ndarray
+    ino: np.ndarray
+    ino_v: np.ndarray
+    index: np.ndarray
+    refs: np.ndarray
+    ids_given: tuple[int, int, int]  # pfn, file and (dev, ino, index) ids after this batch
+
+
 class IdentityPass:
     """Page identity over a trace's events fed in replay order, a batch at a time.
 
@@ -87,7 +107,8 @@ class IdentityPass:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.row = 0
+        self.row = 0  # events resolved
+        self.keyed = 0  # events whose keys were taken (ahead of `row` when pipelined)
         self.slot = np.full(n, -1, np.int32)
         self.pfn_table = K.new_table(_TABLE_ROWS)
         self.file_table = K.new_table(_TABLE_ROWS)
@@ -99,8 +120,16 @@ class IdentityPass:
 
     def feed(self, narrow: pl.DataFrame) -> None:
         """The next events (IDENTITY_COLUMNS) in replay order."""
+        self.resolve_keys(self.keys(narrow))
+
+    def keys(self, narrow: pl.DataFrame) -> BatchKeys:
+        """The first half of `feed`: a batch's columns as arrays and its keys as dense ids.
+
+        It touches only the key tables, `resolve_keys` only the per-id and per-page rows, so
+        a driver may take the next batch's keys on another thread while this batch resolves;
+        batches must still go through each half in replay order."""
         m = narrow.height
-        if self.row + m > self.n:
+        if self.keyed + m > self.n:
             raise ValueError("more events than the trace was said to hold")
         kind = kind_codes(narrow.get_column("kind"))
         order = narrow.get_column("folio_order").fill_null(0).cast(pl.Int8).to_numpy()
@@ -113,21 +142,29 @@ class IdentityPass:
         pid, hid, fid, qid = self._dense_ids(
             pfn, pfn_v, ino, index, ino_v & index_v, dev, dev_v, kind
         )
-        self.resolve = K.grow_resolve_state(
-            self.resolve, self.pfn_table[2], self.file_table[2], self.q_table[2]
-        )
+        self.keyed += m
+        return BatchKeys(
+            kind, order, pid, hid, self.orders, fid, qid, dev, dev_v, ino, ino_v, index,
+            abs_refs(narrow.get_column("refs")),
+            (self.pfn_table[2], self.file_table[2], self.q_table[2]),
+        )  # fmt: skip
+
+    def resolve_keys(self, b: BatchKeys) -> None:
+        """The second half of `feed`: the batch's events resolved to pages and page slots."""
+        m = b.kind.shape[0]
+        self.resolve = K.grow_resolve_state(self.resolve, *b.ids_given)
         ext, cache, life, qpage, pg = self.resolve
         slot = self.slot[self.row : self.row + m]
         pg, self.n_pages = K.resolve_pass(
-            self.row, kind, order, pid, hid, self.orders, fid, qid, dev, dev_v, ino, ino_v, index,
-            slot, ext, cache, life, qpage, pg, self.n_pages,
+            self.row, b.kind, b.order, b.pid, b.hid, b.orders, b.fid, b.qid, b.dev, b.dev_v,
+            b.ino, b.ino_v, b.index, slot, ext, cache, life, qpage, pg, self.n_pages,
         )  # fmt: skip
         self.resolve = (ext, cache, life, qpage, pg)
         if self.n_pages > self.acc.shape[0]:
             grown = np.zeros((max(self.n_pages, 2 * self.acc.shape[0]), K.N_ACC), np.int64)
             grown[: self.acc.shape[0]] = self.acc
             self.acc = grown
-        K.infer_pass(kind, slot, abs_refs(narrow.get_column("refs")), pg, self.acc)
+        K.infer_pass(b.kind, slot, b.refs, pg, self.acc)
         self.row += m
 
     def _dense_ids(

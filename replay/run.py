@@ -181,26 +181,58 @@ def _identity(
         ident = identity.IdentityPass(n)
         first_ts = last_ts = last_line = None
         in_order = True
-        for batch in source.batches(cols, IDENTITY_BATCHES * batch_rows):
-            ts, line = batch.get_column("ts_ns"), batch.get_column("line")
-            if ts.null_count():
-                bad = batch.filter(pl.col("ts_ns").is_null()).get_column("line")[0]
-                raise InputError(
-                    f"{source.dataset}: trace {source.trace_id} line {bad}: event without a "
-                    "timestamp; expected every event to have one (re-ingest the trace)"
-                )
-            if attempt == 0 and not _follows(ts, line, last_ts, last_line):
-                in_order = False
-                break
-            first_ts = ts[0] if first_ts is None else first_ts
-            last_ts, last_line = ts[-1], line[-1]
-            ident.feed(batch)
+        with _KeysAhead(ident) as ahead:
+            for batch in source.batches(cols, IDENTITY_BATCHES * batch_rows):
+                ts, line = batch.get_column("ts_ns"), batch.get_column("line")
+                if ts.null_count():
+                    bad = batch.filter(pl.col("ts_ns").is_null()).get_column("line")[0]
+                    raise InputError(
+                        f"{source.dataset}: trace {source.trace_id} line {bad}: event without "
+                        "a timestamp; expected every event to have one (re-ingest the trace)"
+                    )
+                if attempt == 0 and not _follows(ts, line, last_ts, last_line):
+                    in_order = False
+                    break
+                first_ts = ts[0] if first_ts is None else first_ts
+                last_ts, last_line = ts[-1], line[-1]
+                ahead.feed(batch)
         if in_order:
             if ident.row != n:
                 raise InputError("events changed while being replayed: run `pinscope replay` again")
             return ident.pages(), first_ts, last_ts
         source.cut_into_replay_order()
     raise AssertionError("unreachable")
+
+
+class _KeysAhead:
+    """Feeds an IdentityPass with each batch's keys taken on a worker thread while the batch
+    before resolves on this one: the two halves' kernels release the GIL, and the identity
+    pass was otherwise one core's work for a third of a replay. One batch ahead at most."""
+
+    def __init__(self, ident: identity.IdentityPass) -> None:
+        self.ident = ident
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: Future[identity.BatchKeys] | None = None
+
+    def __enter__(self) -> _KeysAhead:
+        return self
+
+    def feed(self, batch: pl.DataFrame) -> None:
+        keys = self.pool.submit(self.ident.keys, batch)  # after the previous batch's keys
+        self._resolve_pending()
+        self.pending = keys
+
+    def _resolve_pending(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self.ident.resolve_keys(pending.result())
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self._resolve_pending()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _follows(ts: pl.Series, line: pl.Series, last_ts: int | None, last_line: int | None) -> bool:
