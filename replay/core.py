@@ -26,7 +26,8 @@ _BUFFER_NAMES = pl.Series(["unknown", "no", "yes"], dtype=BUFFERS)
 # one kernel call may emit (it stops and is called again), and events per identity batch: tests
 # shrink them, and the hash tables (identity._TABLE_ROWS), to reach every growth path.
 _POOL_ROWS = 1 << 14
-_OUT_ROWS = 1 << 16
+_POOL_ROWS_PER_PAGE = 1  # most pages hold a span (cached, at least): start the pool that big
+_OUT_ROWS = 1 << 18
 _IDENTITY_ROWS = 1 << 22
 
 
@@ -130,7 +131,7 @@ class TraceReplay:
         )
         n_pages = self.pg_i.shape[0]
         self.st, self.pool_i, self.pool_u, self.free, self.counters = K.new_state(
-            n_pages, _POOL_ROWS
+            n_pages, max(_POOL_ROWS, _POOL_ROWS_PER_PAGE * n_pages)
         )
         self.out_i = np.zeros((_OUT_ROWS, K.N_OUT_I64), np.int64)
         self.out_u = np.zeros((_OUT_ROWS, K.N_SP_U8), np.uint8)
@@ -161,6 +162,9 @@ class TraceReplay:
         row0 = self.row
         if row0 + n > self.n:
             raise ValueError("more events than the identity pass saw")
+        # one chunk per column: gathers on chunked columns look up each row's chunk (3x
+        # slower), and the numpy views below need it anyway
+        ev = ev.rechunk()
         slot = self.slot[row0 : row0 + n]
         kind = identity.kind_codes(ev.get_column("kind"))
         gup = ev.get_column("gup_flags").cast(pl.Int64).fill_null(0).to_numpy()

@@ -131,6 +131,7 @@ class IdentityPass:
         m = narrow.height
         if self.keyed + m > self.n:
             raise ValueError("more events than the trace was said to hold")
+        narrow = narrow.rechunk()  # the numpy views below need one chunk per column
         kind = kind_codes(narrow.get_column("kind"))
         order = narrow.get_column("folio_order").fill_null(0).cast(pl.Int8).to_numpy()
         pfn, pfn_v = as_arrays(narrow.get_column("pfn"), pl.UInt64)

@@ -48,8 +48,9 @@ WORKERS = 2
 # Small row groups: a scan for one kind or state reads only the groups that hold it.
 ROW_GROUP_ROWS = 65_536
 BATCH_ROWS = 500_000
-# The identity pass reads a few columns: it takes this many state batches' events at a time.
-IDENTITY_BATCHES = 4
+# The identity pass reads a few columns: it takes this many state batches' events at a time
+# (with the next batch's keys taken ahead, two such batches are in flight).
+IDENTITY_BATCHES = 2
 
 
 @dataclass(frozen=True)

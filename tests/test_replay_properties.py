@@ -144,6 +144,7 @@ def test_core_equals_reference_when_every_buffer_overflows(events, gaps):
     ev, lost = _frames(events, gaps)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(core, "_POOL_ROWS", 6)
+        mp.setattr(core, "_POOL_ROWS_PER_PAGE", 0)
         mp.setattr(core, "_OUT_ROWS", 7)
         mp.setattr(identity, "_TABLE_ROWS", 2)
         mp.setattr(core, "_IDENTITY_ROWS", 3)

@@ -78,7 +78,7 @@ def _derived(root: Path, table: str) -> pl.DataFrame:
 
 @pytest.mark.parametrize("stored", ["in_order", "shuffled"])
 def test_batches_give_the_same_tables_as_one_in_memory_replay(tmp_path, monkeypatch, stored):
-    """Identity and state streamed 37 (identity: 4 × 37) events at a time, from parts stored
+    """Identity and state streamed 37 (identity: 2 × 37) events at a time, from parts stored
     in replay order or not (then cut into replay-order ranges first), equal the in-memory
     replay of the whole trace."""
     ev = _events("t1")
