@@ -214,26 +214,10 @@ class IdentityPass:
         if self.row != self.n:
             raise ValueError(f"identity saw {self.row} of {self.n} events")
         n_pages = self.n_pages
-        pg = self.resolve[4][:n_pages]
-        init = K.inferred_initial(self.acc[:n_pages])
-        is_pfn = pg[:, K.PGR_PFN] >= 0
-        pfn_table, first, n_pfn = self.pfn_table
-        del pfn_table
-        pfns = np.append(first[:n_pfn], np.uint64(0))  # file pages (id -1) read the last entry
-        ppfn = np.where(is_pfn, pfns[pg[:, K.PGR_PFN]], 0).astype(np.uint64)
-        pg_i = np.zeros((n_pages, K.N_PG_I), np.int64)
-        pg_u = np.zeros((n_pages, K.N_PG_U), np.uint8)
-        pg_i[:, K.PG_GEN] = pg[:, K.PGR_GEN]
-        pg_i[:, K.PG_DEV] = np.where(is_pfn, 0, pg[:, K.PGR_DEV])
-        pg_i[:, K.PG_INIT_PINS] = init[:, 0]
-        pg_i[:, K.PG_INIT_GETS] = init[:, 1]
-        pg_u[:, K.PG_IS_PFN] = is_pfn
-        pg_u[:, K.PG_DEV_V] = ~is_pfn & (pg[:, K.PGR_DEV_V] == 1)
-        pg_u[:, K.PG_INIT_WB] = init[:, 2]
-        pg_u[:, K.PG_INIT_CACHED] = init[:, 3]
-        pg_u[:, K.PG_INFER] = pg[:, K.PGR_INFER]
-        pino = np.where(is_pfn, 0, pg[:, K.PGR_INO].view(np.uint64)).astype(np.uint64)
-        pindex = np.where(is_pfn, 0, pg[:, K.PGR_INDEX].view(np.uint64)).astype(np.uint64)
+        _, first, n_pfn = self.pfn_table
+        pg_i, pg_u, ppfn, pino, pindex = K.page_rows(
+            self.resolve[4][:n_pages], self.acc[:n_pages], first[:n_pfn]
+        )
         return Pages(self.slot, pg_i, pg_u, _page_table(pg_i, pg_u, ppfn, pino, pindex))
 
 

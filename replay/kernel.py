@@ -433,17 +433,34 @@ def infer_pass(kind, slot, refs, pg, acc):
                 acc[page, 7] = 2
 
 
-def inferred_initial(acc: np.ndarray) -> np.ndarray:
-    """From infer_pass's accumulators: (init pins, init gets, init writeback, init cached)."""
-    return np.stack(
-        (
-            -acc[:, 2],
-            -acc[:, 5],
-            (acc[:, 6] == 2).astype(np.int64),
-            (acc[:, 7] == 2).astype(np.int64),
-        ),
-        axis=1,
-    )
+@njit(cache=True, nogil=True)
+def page_rows(pg, acc, pfns):
+    """The state pass's per-page rows from resolve_pass's (PGR_*) and infer_pass's (acc), in
+    one pass: (pg_i, pg_u, then each page's pfn, ino and index for the page table, 0 where
+    the page is not named by them). pfns: the pfn of each pfn id."""
+    n = pg.shape[0]
+    pg_i = np.zeros((n, N_PG_I), np.int64)
+    pg_u = np.zeros((n, N_PG_U), np.uint8)
+    ppfn = np.zeros(n, np.uint64)
+    pino = np.zeros(n, np.uint64)
+    pindex = np.zeros(n, np.uint64)
+    for p in range(n):
+        is_pfn = pg[p, PGR_PFN] >= 0
+        pg_i[p, PG_GEN] = pg[p, PGR_GEN]
+        pg_i[p, PG_INIT_PINS] = -acc[p, 2]  # the lowest running totals of releases
+        pg_i[p, PG_INIT_GETS] = -acc[p, 5]
+        pg_u[p, PG_INIT_WB] = 1 if acc[p, 6] == 2 else 0  # first writeback event ends one
+        pg_u[p, PG_INIT_CACHED] = 1 if acc[p, 7] == 2 else 0  # first cache event removes
+        pg_u[p, PG_INFER] = pg[p, PGR_INFER]
+        if is_pfn:
+            pg_u[p, PG_IS_PFN] = 1
+            ppfn[p] = pfns[pg[p, PGR_PFN]]
+        else:
+            pg_i[p, PG_DEV] = pg[p, PGR_DEV]
+            pg_u[p, PG_DEV_V] = 1 if pg[p, PGR_DEV_V] == 1 else 0
+            pino[p] = np.uint64(pg[p, PGR_INO])
+            pindex[p] = np.uint64(pg[p, PGR_INDEX])
+    return pg_i, pg_u, ppfn, pino, pindex
 
 
 def new_state(n_pages: int, pool_rows: int) -> tuple[np.ndarray, ...]:
