@@ -167,7 +167,7 @@ class TraceReplay:
         ev = ev.rechunk()
         slot = self.slot[row0 : row0 + n]
         kind = identity.kind_codes(ev.get_column("kind"))
-        gup = ev.get_column("gup_flags").cast(pl.Int64).fill_null(0).to_numpy()
+        gup = identity.as_arrays(ev.get_column("gup_flags"), pl.Int64)[0]
         count, count_v = identity.as_arrays(ev.get_column("count"), pl.Int64)
         dev, dev_v = identity.as_arrays(ev.get_column("dev"), pl.Int64)
         ino, ino_v = identity.as_arrays(ev.get_column("ino"), pl.UInt64)

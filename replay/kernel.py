@@ -434,6 +434,17 @@ def infer_pass(kind, slot, refs, pg, acc):
 
 
 @njit(cache=True, nogil=True)
+def unpack_nullable(values, bits, offset, fill, out, valid):
+    """An Arrow column's values and validity bitmap (bit `offset` is row 0's) as plain
+    arrays: `out` (fill where null, cast to its type) and `valid`."""
+    for i in range(out.shape[0]):
+        j = i + offset
+        v = (bits[j >> 3] >> (j & 7)) & 1
+        valid[i] = v == 1
+        out[i] = values[i] if v == 1 else fill
+
+
+@njit(cache=True, nogil=True)
 def page_rows(pg, acc, pfns):
     """The state pass's per-page rows from resolve_pass's (PGR_*) and infer_pass's (acc), in
     one pass: (pg_i, pg_u, then each page's pfn, ino and index for the page table, 0 where
