@@ -151,8 +151,8 @@ class TraceReplay:
 
     def batch(self, ev: pl.DataFrame, *, grouped: bool = False) -> Batch:
         """The next rows of the trace replayed; `.tables()` turns them into (page_events, the
-        spans closed in this batch). That part needs nothing of later batches, so a driver can
-        run it on another thread while this one replays the next batch.
+        spans closed in this batch). That part needs nothing of later batches: it may run after
+        them, or on another thread.
 
         page_events come in replay order, or with `grouped` in (kind, seq) order, the order the
         driver writes: the row groups' min/max statistics then let a rule's `kind = …` scan
