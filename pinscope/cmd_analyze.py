@@ -10,6 +10,7 @@ import typer
 
 from pinscope.cmd_report import ALL_HELP, FAIL_ON_HELP, Format, Severity, report_and_exit
 from pinscope.errors import user_errors
+from pinscope.first_run import announce_compile
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +55,7 @@ def register(app: typer.Typer) -> None:
                 tmp = Path(tempfile.mkdtemp(prefix="pinscope-"))
                 dataset = tmp / "dataset"
             try:
+                announce_compile()
                 ingest_files(traces, dataset, mapping_file=map_file, kernel=kernel)
                 report_and_exit(
                     dataset,

@@ -10,7 +10,8 @@ from rich.console import Console
 
 from ingest.dataset import collect_garbage, disk_errors, lock, require_dataset
 from pinscope.errors import user_errors
-from replay.run import replay_dataset
+from pinscope.first_run import announce_compile
+from replay.run import is_fresh, replay_dataset
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +29,8 @@ def register(app: typer.Typer) -> None:
             require_dataset(dataset)
             with lock(dataset):
                 collect_garbage(dataset)  # scratch of a replay killed earlier
+                if force or not is_fresh(dataset):
+                    announce_compile()
                 s = replay_dataset(dataset, force=force)
         out = Console(highlight=False, soft_wrap=True)
         if not s.rebuilt:
