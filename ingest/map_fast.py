@@ -8,8 +8,8 @@ row that would be rejected), the row goes to `map_events` itself, together with 
 framing kernel left to polars. Unmapped events become `other_events` rows, their key=value
 pairs split by `ftrace_kernel.kv_spans`.
 
-The events of a chunk come out grouped by event name in order of first appearance, each group
-in line order, as `map_events` orders them.
+The events of a chunk come out in line order, as `map_events` orders them: a trace printed in
+time order is then stored in replay order, and replay reads it as it is.
 """
 
 from __future__ import annotations
@@ -193,23 +193,11 @@ def map_block(
     slow = fb_events
     if len(slow_idx):
         slow = pl.concat([schema_framed(event_frame(f, slow_idx)), fb_events], how="vertical")
-    if not slow.height:
-        # All mapped here: gather the rows straight into the mapper's order (by the first
-        # appearance of their event name, then by line), with no reordering afterwards.
-        key = first[ids[ev_idx]]
-        if len(key) and (np.diff(key) < 0).any():
-            ev_idx = ev_idx[np.argsort(key, kind="stable")]
-        events = _events(f, ev_idx, ids, name_col, kind, uval, ival, valid, sym_s, sym_e, comm)
-        return MappedBlock(events, other, schema.empty("rejects"))
     events = _events(f, ev_idx, ids, name_col, kind, uval, ival, valid, sym_s, sym_e, comm)
+    if not slow.height:  # all mapped here, gathered in line order already
+        return MappedBlock(events, other, schema.empty("rejects"))
     m = map_events(slow, trace_id, mapping)
-    first_line = {name: int(f.rows[r] + f.first_line) for name, r in zip(names, first, strict=True)}
-    for name, line in slow.group_by("event").agg(pl.col("line").min()).iter_rows():
-        if name is not None:  # (a loop over distinct names)
-            first_line[name] = min(first_line.get(name, line), line)
-    events = _in_map_order(
-        pl.concat([events, m.events.drop("trace_id")], how="vertical"), first_line
-    )
+    events = pl.concat([events, m.events.drop("trace_id")], how="vertical").sort("line")
     if m.other.height:
         other = pl.concat([other, m.other.drop("trace_id")], how="vertical").sort("line")
     rejects = m.rejects
@@ -221,11 +209,6 @@ def schema_framed(df: pl.DataFrame) -> pl.DataFrame:
     from ingest.framing import conform_framed
 
     return conform_framed(df)
-
-
-def _in_map_order(events: pl.DataFrame, first_line: dict[str, int]) -> pl.DataFrame:
-    order = pl.col("source_event").replace_strict(first_line, return_dtype=pl.Int64)
-    return events.sort(order, pl.col("line"))
 
 
 def _header_columns(f: FastFramed, idx: np.ndarray, comm: CommViews) -> dict[str, pa.Array]:

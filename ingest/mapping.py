@@ -467,7 +467,8 @@ def _other(df: pl.DataFrame, trace_id: str) -> pl.DataFrame:
 
 
 def map_events(framed: pl.DataFrame, trace_id: str, mapping: Mapping) -> MappedChunk:
-    """Map a chunk of framed event rows: every row lands in events, other or rejects."""
+    """Map a chunk of framed event rows: every row lands in events, other or rejects, each in
+    line order (a trace printed in time order is then stored in replay order)."""
     names = framed.get_column("event").unique().to_list()
     specs: dict[str, EventSpec] = {}
     gid: dict[str, int] = {}
@@ -493,8 +494,9 @@ def map_events(framed: pl.DataFrame, trace_id: str, mapping: Mapping) -> MappedC
         e, r = _map_group(part, by_name[g_id], trace_id)
         events.append(e)
         rejects.append(r)
+    # mapped a name (and within it a layout) at a time: back into line order
     return MappedChunk(
-        events=pl.concat(events, how="vertical"),
+        events=pl.concat(events, how="vertical").sort("line"),
         other=pl.concat(other, how="vertical"),
-        rejects=pl.concat(rejects, how="vertical"),
+        rejects=pl.concat(rejects, how="vertical").sort("line"),
     )
