@@ -29,19 +29,6 @@ IDENTITY_COLUMNS: tuple[str, ...] = (
 )
 
 
-def order_of(ev: pl.DataFrame) -> pl.Series:
-    """`seq` for each row of one trace's events, in their given row order (rank by ts, line)."""
-    ts, line = ev.get_column("ts_ns"), ev.get_column("line")
-    if not (ts.null_count() or line.null_count()) and ts.is_sorted() and line.is_sorted():
-        return pl.int_range(ev.height, dtype=pl.Int64, eager=True).alias("seq")  # already in order
-    order = ev.select(pl.arg_sort_by(["ts_ns", "line"])).to_series()
-    seq = pl.Series("seq", [0], dtype=pl.Int64).clear()
-    if ev.height:
-        seq = pl.zeros(ev.height, dtype=pl.Int64, eager=True).alias("seq")
-        seq = seq.scatter(order, pl.int_range(ev.height, dtype=pl.Int64, eager=True))
-    return seq
-
-
 def page_id(
     pfn: pl.Expr, generation: pl.Expr, dev: pl.Expr, ino: pl.Expr, index: pl.Expr
 ) -> pl.Expr:

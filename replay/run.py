@@ -3,8 +3,8 @@
 Per trace, two passes over its events in replay order, a batch at a time: the identity pass
 reads the narrow key columns (page slots, and what initial-state inference needs), then the
 state pass streams every column through the state core, BATCH_ROWS at a time. A trace already in
-(ts_ns, line) order, as most are, is read straight from its Parquet parts both times; one that
-is not (trace_pipe interleaves CPUs) is first cut into replay-order ranges in scratch files.
+(ts_ns, line) order, as traces printed in time order are, is read straight from its Parquet parts
+both times; one that is not is first sorted into a scratch file by DuckDB, in bounded memory.
 What crosses batches is per page or per key (and a 4-byte page slot per event), so memory is
 bounded by the trace's pages and a batch, not by its events. Each batch's page_events are
 written as one part file grouped by (kind, seq), and the spans closed in it as one intervals
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,6 +52,11 @@ BATCH_ROWS = 500_000
 # The identity pass reads a few columns: it takes this many state batches' events at a time
 # (with the next batch's keys taken ahead, two such batches are in flight).
 IDENTITY_BATCHES = 2
+# Sorting a trace stored out of replay order: DuckDB's memory for it (beyond, it spills to the
+# scratch directory), and the scratch file's codec (lz4: read twice, decoded fast).
+CUT_MEMORY = "1GB"
+CUT_THREADS: int | None = None  # DuckDB's default: every core
+CUT_COMPRESSION = "lz4"
 
 
 @dataclass(frozen=True)
@@ -175,8 +181,8 @@ def _identity(
 ) -> tuple[identity.Pages, int | None, int | None]:
     """The trace's pages and first and last timestamps, from its identity columns streamed in
     replay order. The first pass reads the parts as stored and checks that order as it goes;
-    where a trace turns out not to be in (ts_ns, line) order, it is cut into replay-order
-    ranges and the pass starts over on those."""
+    where a trace turns out not to be in (ts_ns, line) order, it is sorted into replay order
+    and the pass starts over on that."""
     cols = (*identity.IDENTITY_COLUMNS, "ts_ns", "line")
     for attempt in range(2):
         ident = identity.IdentityPass(n)
@@ -353,10 +359,10 @@ def _arrow_for_parquet(df: pl.DataFrame) -> pa.Table:
 class _ReplayOrder:
     """A trace's events in replay order, as many times as asked.
 
-    Straight from its Parquet parts while they are in (ts_ns, line) order, as most traces are.
-    One that is not (trace_pipe interleaves CPUs) is cut once into replay-order ranges of
-    batch_rows events (scratch Arrow IPC, memory-mapped when read back), each sorted as it is
-    read. Cutting needs every event's (ts_ns, line) and rank at once: 24 bytes an event.
+    Straight from its Parquet parts while they are in (ts_ns, line) order, as traces printed in
+    time order are (ingest keeps line order). One that is not (bpftrace's per-CPU buffers, a
+    merged or hand-edited file) is sorted once into a scratch Parquet file by DuckDB, whose
+    sort spills to disk past CUT_MEMORY: memory stays bounded however long the trace.
     """
 
     def __init__(
@@ -373,14 +379,10 @@ class _ReplayOrder:
         self.scratch: Path | None = None
 
     def batches(self, columns: tuple[str, ...] | None, rows: int) -> Iterator[pl.DataFrame]:
-        """Batches of `rows` events with these columns (None: every canonical column); once
-        cut into replay order, one range (batch_rows events) at a time whatever `rows`."""
+        """Batches of `rows` events with these columns (None: every canonical column)."""
         names = list(EVENTS_SCHEMA) if columns is None else list(columns)
         cols = [pl.col(c).cast(EVENTS_SCHEMA[c]) for c in names]
-        if self.scratch is None:
-            it = self.events.select(cols).collect_batches(chunk_size=rows)
-        else:
-            it = self._ranges(names)
+        it = self.events.select(cols).collect_batches(chunk_size=rows)
         while True:
             with _stage(self.stages, "read"):
                 batch = next(it, None)
@@ -388,33 +390,40 @@ class _ReplayOrder:
                 return
             yield batch
 
-    def _ranges(self, names: list[str]) -> Iterator[pl.DataFrame]:
-        assert self.scratch is not None
-        for d in sorted(self.scratch.iterdir()):
-            files = sorted(d.glob("*.arrow"))
-            yield pl.read_ipc(files, columns=[*names, "_seq"]).sort("_seq").drop("_seq")
-
     def cut_into_replay_order(self) -> None:
+        """Sort the trace's events into replay order, once; `batches` reads them from there.
+
+        DuckDB rather than polars: its ORDER BY spills sorted runs to the scratch directory when
+        they outgrow CUT_MEMORY, where a polars sort holds the whole trace. Types survive the
+        round trip (the kind enum comes back as strings; `batches` casts it back)."""
         with _stage(self.stages, "read"):
             self.scratch = ds.new_tmp_dir(self.dataset)
-            cols = [pl.col(c).cast(t) for c, t in EVENTS_SCHEMA.items()]
-            order = self.events.select("ts_ns", "line").collect()
-            seq = identity.order_of(order)
-            del order
-            offset = 0
-            for i, batch in enumerate(self.events.collect_batches(chunk_size=self.batch_rows)):
-                part = batch.select(cols).with_columns(
-                    (seq.slice(offset, batch.height) // self.batch_rows)
-                    .cast(pl.UInt32)
-                    .alias("_r"),
-                    seq.slice(offset, batch.height).alias("_seq"),
+            parts = ds.trace_dir(self.dataset, "events", self.trace_id) / "*.parquet"
+            out = self.scratch / "replay_order.parquet"
+            config: dict[str, Any] = {
+                "memory_limit": CUT_MEMORY,
+                "temp_directory": str(self.scratch / "spill"),  # made only if it spills
+                "preserve_insertion_order": True,
+            }
+            if CUT_THREADS is not None:
+                config["threads"] = CUT_THREADS
+            con = duckdb.connect(":memory:", config=config)
+            try:
+                rel = con.read_parquet(str(parts), hive_partitioning=False)
+                rel.order("ts_ns, line").write_parquet(
+                    str(out), compression=CUT_COMPRESSION, row_group_size=ROW_GROUP_ROWS
                 )
-                offset += batch.height
-                for (r,), piece in part.partition_by("_r", as_dict=True).items():
-                    d = self.scratch / f"{r:06d}"
-                    d.mkdir(exist_ok=True)
-                    piece.drop("_r").write_ipc(d / f"{i:06d}.arrow", compression="uncompressed")
-            if offset != self.n:
+            except duckdb.Error as exc:
+                raise InputError(
+                    f"{self.dataset}: trace {self.trace_id} is stored out of time order and "
+                    f"sorting it into replay order failed ({exc}); the sort spills to "
+                    f"{self.dataset}: check the free space there"
+                ) from exc
+            finally:
+                con.close()
+            shutil.rmtree(self.scratch / "spill", ignore_errors=True)
+            self.events = pl.scan_parquet(out)
+            if self.events.select(pl.len()).collect().item() != self.n:
                 raise InputError("events changed while being replayed: run `pinscope replay` again")
 
     def close(self) -> None:

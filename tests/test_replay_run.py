@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -12,6 +13,7 @@ from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from ingest import dataset as ds
+from ingest.errors import InputError
 from ingest.schema import FORMAT_VERSION, conform
 from replay import run
 from replay.core import replay_events
@@ -79,7 +81,7 @@ def _derived(root: Path, table: str) -> pl.DataFrame:
 @pytest.mark.parametrize("stored", ["in_order", "shuffled"])
 def test_batches_give_the_same_tables_as_one_in_memory_replay(tmp_path, monkeypatch, stored):
     """Identity and state streamed 37 (identity: 2 × 37) events at a time, from parts stored
-    in replay order or not (then cut into replay-order ranges first), equal the in-memory
+    in replay order or not (then sorted into replay order first), equal the in-memory
     replay of the whole trace."""
     ev = _events("t1")
     cuts = []
@@ -234,3 +236,45 @@ def test_a_trace_printed_in_time_order_is_replayed_without_a_cut(tmp_path, monke
     )
     s = replay_dataset(root, batch_rows=4_096)
     assert s.events == ev.height and s.parts > 1
+
+
+def test_a_long_out_of_order_trace_is_sorted_in_bounded_memory(tmp_path, monkeypatch):
+    """The sort into replay order keeps to its memory limit by spilling to disk, as it must on
+    a trace longer than memory, and gives the same tables as the in-memory replay."""
+    ev = _events("t1", n_pages=100_000)  # 600k events
+    monkeypatch.setattr(run, "CUT_MEMORY", "32MB")  # the events alone are 39 MB in Arrow
+    monkeypatch.setattr(run, "CUT_THREADS", 1)
+    root = _make_dataset(tmp_path / "ds", {"t1": ev.sample(fraction=1.0, shuffle=True, seed=11)})
+    spilled = []
+    connect = run.duckdb.connect
+
+    class NotingSpills:
+        """The sort's connection, noting at its close whether DuckDB made its spill directory
+        (it makes it when it first spills, and removes it on close)."""
+
+        def __init__(self, *a: Any, **k: Any) -> None:
+            self.spill = Path(k["config"]["temp_directory"])
+            self.con = connect(*a, **k)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.con, name)
+
+        def close(self) -> None:
+            spilled.append(self.spill.is_dir())
+            self.con.close()
+
+    monkeypatch.setattr(run.duckdb, "connect", NotingSpills)
+    replay_dataset(root, batch_rows=100_000)
+    assert spilled == [True]
+    want = replay_events(ev, ds.scan(root, "lost").collect(), kernel="6.8.0")
+    assert_frame_equal(_derived(root, "page_events").sort("seq"), want.page_events)
+    assert not list(root.glob(f"{ds.TMP_PREFIX}*"))  # the scratch copy is gone
+
+
+def test_a_failed_sort_into_replay_order_is_a_clear_error(tmp_path, monkeypatch):
+    shuffled = _events("t1").sample(fraction=1.0, shuffle=True, seed=3)
+    root = _make_dataset(tmp_path / "ds", {"t1": shuffled})
+    monkeypatch.setattr(run, "CUT_MEMORY", "1MB")
+    with pytest.raises(InputError, match=r"out of time order and sorting it .* failed"):
+        replay_dataset(root)
+    assert not list(root.glob(f"{ds.TMP_PREFIX}*"))
