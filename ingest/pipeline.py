@@ -120,11 +120,14 @@ def ingest_files(
     replace: bool = False,
     kernel: str | None = None,
     progress: Progress | None = None,
+    before_kernels: Callable[[], None] | None = None,
 ) -> list[TraceSummary]:
     """Ingest trace files into a dataset (created if needed), committing each one atomically.
 
     All inputs are checked (exist, readable, not binary, mapping valid) before the dataset is
     touched, so a typo in the last argument does not leave the first ones half-done.
+    `before_kernels` is called before each trace that goes through the compiled kernels
+    (ftrace, trace-cmd): the command line says there that they compile, on a first run.
     """
     paths = [Path(p) for p in paths]
     dataset = Path(dataset)
@@ -156,6 +159,7 @@ def ingest_files(
                     replace=replace,
                     kernel=kernel,
                     progress=progress,
+                    before_kernels=before_kernels,
                 )
             )
     return results
@@ -215,6 +219,7 @@ def _ingest_one(
     replace: bool,
     kernel: str | None,
     progress: Progress | None,
+    before_kernels: Callable[[], None] | None,
 ) -> TraceSummary:
     existing = ds.traces(dataset)
     hashing: ThreadPoolExecutor | None = None
@@ -236,7 +241,9 @@ def _ingest_one(
         tid = _choose_id(path, sha, existing, trace_id, replace)
         tmp = ds.new_tmp_dir(dataset)
         try:
-            entry = _write_trace(path, tmp, tid, sha or "", fmt, mapping, kernel, progress)
+            entry = _write_trace(
+                path, tmp, tid, sha or "", fmt, mapping, kernel, progress, before_kernels
+            )
             if hashed is not None:
                 entry["sha256"] = hashed.result()
             replacing = _commit_trace(dataset, tmp, tid, entry, existing, mapping_file)
@@ -376,6 +383,7 @@ def _write_trace(
     mapping: Any,
     kernel: str | None,
     progress: Progress | None,
+    before_kernels: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     writer = _PartWriter(tmp)
     carry = _Carry()
@@ -397,6 +405,8 @@ def _write_trace(
         ctx = ChunkContext(path=str(path), format=fmt)
         frame = framer_for(fmt)
         parallel = fmt in _PARALLEL_FORMATS
+        if before_kernels is not None and fmt in _COMPILED_FORMATS:
+            before_kernels()
         k = 0
         with ThreadPoolExecutor(WORKERS if parallel else 1) as pool:
             # Chunks are framed and mapped WORKERS at a time and committed in file order. One

@@ -10,7 +10,7 @@ import typer
 
 from pinscope.cmd_report import ALL_HELP, FAIL_ON_HELP, Format, Severity, report_and_exit
 from pinscope.errors import user_errors
-from pinscope.first_run import announce_compile
+from pinscope.first_run import INGEST_KERNELS, announce_compile
 
 
 def register(app: typer.Typer) -> None:
@@ -55,8 +55,14 @@ def register(app: typer.Typer) -> None:
                 tmp = Path(tempfile.mkdtemp(prefix="pinscope-"))
                 dataset = tmp / "dataset"
             try:
-                announce_compile()
-                ingest_files(traces, dataset, mapping_file=map_file, kernel=kernel)
+                announce_compile()  # replay's kernels; ingest's (ftrace text) at its hook
+                ingest_files(
+                    traces,
+                    dataset,
+                    mapping_file=map_file,
+                    kernel=kernel,
+                    before_kernels=lambda: announce_compile(modules=INGEST_KERNELS),
+                )
                 report_and_exit(
                     dataset,
                     fmt=fmt,

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from ingest.pipeline import TraceSummary, ingest_files
 from pinscope.errors import user_errors
+from pinscope.first_run import INGEST_KERNELS, announce_compile
 
 # Show the bar for files this large even when stderr is not a terminal (CI logs stay readable:
 # the bar is transient and rich prints it sparingly there).
@@ -78,7 +79,9 @@ def run_ingest(traces: list[Path], output: Path, **kwargs: Any) -> list[TraceSum
         p.is_file() and p.stat().st_size >= LARGE_FILE for p in map(Path, traces)
     )
     if not show:
-        return ingest_files(traces, output, **kwargs)
+        return ingest_files(
+            traces, output, before_kernels=lambda: announce_compile(err, INGEST_KERNELS), **kwargs
+        )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -95,7 +98,14 @@ def run_ingest(traces: list[Path], output: Path, **kwargs: Any) -> list[TraceSum
                 tasks[path] = bar.add_task(path.name, total=total)
             bar.update(tasks[path], completed=done, total=total)
 
-        return ingest_files(traces, output, progress=progress, **kwargs)
+        # printed above the bar, through its console
+        return ingest_files(
+            traces,
+            output,
+            progress=progress,
+            before_kernels=lambda: announce_compile(bar.console, INGEST_KERNELS),
+            **kwargs,
+        )
 
 
 def _ts(ns: int | None) -> str:
