@@ -365,23 +365,36 @@ def run_rule(con: duckdb.DuckDBPyConnection, rule: Rule) -> pl.DataFrame:
     return df
 
 
+# A finding is uncertain when a lost-events gap overlaps its time span (the trace may miss an
+# event inside it), or when it starts a pin span that replay marked uncertain. The gap test is
+# an ASOF join, not an EXISTS over every gap: per trace, the gaps by start with the furthest end
+# among those starting at or before it; a gap overlaps (s, e) iff the last gap starting before e
+# reaches past s. (EXISTS compared every finding with every gap: 9 s and 7 GB for 226k findings
+# and 14k gaps.)
 _UNCERTAIN_SQL = """
-SELECT f.*,
-    EXISTS (
-        SELECT 1 FROM lost l
-        WHERE l.trace_id = f.trace_id
-          AND coalesce(l.gap_start_ts_ns, -9223372036854775807)
-              < coalesce(f.end_ts_ns, 9223372036854775807)
-          AND coalesce(l.gap_end_ts_ns, 9223372036854775807)
-              > coalesce(f.start_ts_ns, -9223372036854775807)
-    ) OR EXISTS (
-        SELECT 1 FROM intervals i
-        WHERE i.uncertain AND i.trace_id = f.trace_id
-          AND i.state IN ('pinned', 'writable_pinned', 'longterm_pinned')
-          AND i.pfn IS NOT DISTINCT FROM f.pfn AND i.ino IS NOT DISTINCT FROM f.ino
-          AND i.start_ts_ns = f.start_ts_ns
-    ) AS uncertain
-FROM _findings f
+WITH reach AS (
+    SELECT trace_id, g0, max(max(g1)) OVER (PARTITION BY trace_id ORDER BY g0) AS reach
+    FROM (
+        SELECT trace_id, coalesce(gap_start_ts_ns, -9223372036854775807) AS g0,
+               coalesce(gap_end_ts_ns, 9223372036854775807) AS g1
+        FROM lost
+    )
+    GROUP BY trace_id, g0
+), uncertain_pins AS (
+    SELECT DISTINCT trace_id, pfn, ino, start_ts_ns FROM intervals
+    WHERE uncertain AND state IN ('pinned', 'writable_pinned', 'longterm_pinned')
+), f AS (
+    SELECT *, coalesce(start_ts_ns, -9223372036854775807) AS _s,
+           coalesce(end_ts_ns, 9223372036854775807) AS _e
+    FROM _findings
+)
+SELECT f.* EXCLUDE (_s, _e),
+    coalesce(r.reach > f._s, false) OR u.trace_id IS NOT NULL AS uncertain
+FROM f
+ASOF LEFT JOIN reach r ON r.trace_id = f.trace_id AND f._e > r.g0
+LEFT JOIN uncertain_pins u
+  ON u.trace_id = f.trace_id AND u.start_ts_ns = f.start_ts_ns
+ AND u.pfn IS NOT DISTINCT FROM f.pfn AND u.ino IS NOT DISTINCT FROM f.ino
 ORDER BY f.trace_id, f.start_ts_ns, f.rule
 """
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from analysis.findings import FINDINGS_SCHEMA
 from analysis.rules import (
@@ -501,3 +503,76 @@ def test_user_rule_cannot_shadow_a_builtin(tmp_path):
 def test_rules_dir_must_exist(tmp_path):
     with pytest.raises(PinscopeError, match="directory"):
         load_rules(tmp_path / "nope")
+
+
+_TS = st.one_of(st.none(), st.integers(0, 12))  # small: bounds often meet
+
+
+@settings(max_examples=200, deadline=None)
+@example(findings=[("a", 0, 5, 0)], gaps=[("a", 5, 9)], spans=[])  # gap starts as it ends
+@example(findings=[("a", 5, 9, 0)], gaps=[("a", 0, 5)], spans=[])  # gap ends as it starts
+@example(findings=[("a", 4, 9, 0)], gaps=[("a", 0, 20), ("a", 1, 2)], spans=[])  # nested gaps
+@given(
+    findings=st.lists(st.tuples(st.sampled_from("ab"), _TS, _TS, st.integers(0, 3)), max_size=25),
+    gaps=st.lists(st.tuples(st.sampled_from("ab"), _TS, _TS), max_size=8),
+    spans=st.lists(
+        st.tuples(st.sampled_from("ab"), st.integers(0, 3), _TS, st.booleans(), st.booleans()),
+        max_size=8,
+    ),
+)
+def test_uncertain_is_any_overlapping_gap_or_an_uncertain_pin_span(findings, gaps, spans):
+    """The ASOF form of the uncertain flag against its definition, row by row: a lost gap
+    (open-ended where a bound is null) overlaps the finding's span (open-ended likewise), or an
+    uncertain pin span of the same page starts where the finding starts."""
+    import duckdb
+
+    from analysis.rules import _UNCERTAIN_SQL, RULE_COLUMNS
+
+    lo, hi = -(2**63) + 1, 2**63 - 1
+    f = pl.DataFrame(
+        {
+            "trace_id": [t for t, *_ in findings],
+            "start_ts_ns": [s for _, s, _, _ in findings],
+            "end_ts_ns": [e for _, _, e, _ in findings],
+            "pfn": [p for *_, p in findings],
+            "rule": [f"R{i:03d}" for i in range(len(findings))],  # a total order for ties
+        },
+        schema={"trace_id": pl.String, "start_ts_ns": pl.Int64, "end_ts_ns": pl.Int64,
+                "pfn": pl.UInt64, "rule": pl.String},
+    ).select([
+        (pl.col(c) if c in ("trace_id", "start_ts_ns", "end_ts_ns", "pfn", "rule")
+         else pl.lit(None)).cast(t).alias(c) for c, t in RULE_COLUMNS.items()
+    ])  # fmt: skip
+    lost = pl.DataFrame(
+        gaps,
+        schema={"trace_id": pl.String, "gap_start_ts_ns": pl.Int64, "gap_end_ts_ns": pl.Int64},
+        orient="row",
+    )
+    iv = pl.DataFrame(
+        spans,
+        schema={"trace_id": pl.String, "pfn": pl.Int64, "start_ts_ns": pl.Int64,
+                "uncertain": pl.Boolean, "pin": pl.Boolean},
+        orient="row",
+    ).select(
+        "trace_id", pl.col("pfn").cast(pl.UInt64), "start_ts_ns", "uncertain",
+        pl.lit(None, pl.UInt64).alias("ino"),
+        pl.when("pin").then(pl.lit("pinned")).otherwise(pl.lit("writeback")).alias("state"),
+    )  # fmt: skip
+    con = duckdb.connect(":memory:")
+    for name, df in (("_findings", f), ("lost", lost), ("intervals", iv)):
+        con.register(name, df.to_arrow())
+    got = con.sql(_UNCERTAIN_SQL).pl().sort("rule")
+    want = []
+    for t, s, e, p in findings:
+        s0, e0 = lo if s is None else s, hi if e is None else e
+        gap = any(
+            gt == t and (lo if g0 is None else g0) < e0 and (hi if g1 is None else g1) > s0
+            for gt, g0, g1 in gaps
+        )
+        pin = any(
+            it == t and ip == p and ist is not None and ist == s and unc and is_pin
+            for it, ip, ist, unc, is_pin in spans
+        )
+        want.append(gap or pin)
+    assert got.height == len(findings)  # no finding lost or repeated by the joins
+    assert got["uncertain"].to_list() == want
