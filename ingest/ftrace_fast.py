@@ -1,9 +1,10 @@
 """Frame ftrace / trace-cmd text with the compiled kernel, falling back to polars per line.
 
-`ftrace_kernel.frame_lines` takes the plain event lines (nearly all of a trace) straight from
-the bytes; every line it does not take — comments, stack frames, lost markers, the latency
-format, odd numbers, non-ASCII, damage — goes through `read_ftrace.frame_unattached` (the polars
-readers, whose result per line depends on that line only). Stack frames are then attached to
+`ftrace_kernel.frame_lines` takes the plain event lines, the function tracer's lines and the
+stack frames (nearly all of a trace) straight from the bytes; every line it does not take —
+comments, stack-trace markers, lost markers, the latency format, odd numbers, non-ASCII,
+damage — goes through `read_ftrace.frame_unattached` (the polars readers, whose result per
+line depends on that line only). Stack frames are then attached to
 the event before them across both kinds of line, exactly as `read_ftrace.attach_stacks` does.
 """
 
@@ -23,6 +24,10 @@ from ingest.read_ftrace import attach_stacks, finish, frame_unattached
 
 # the text of the lines at these indexes of the chunk, decoded as the pipeline decodes them
 FallbackText = Callable[[np.ndarray], pl.Series]
+
+# The event of a function-tracer line (`func <-parent`), which the kernel frames with an empty
+# name span: no event name is empty otherwise.
+FUNCTION = "function"
 
 _UNATTACHED = {
     **{c: t for c, t in FRAMED_SCHEMA.items() if c != "text"},
@@ -72,10 +77,11 @@ def frame_block(
     """
     if clean is None:
         clean = K.clean_spans(buf, starts, ends)
-    ok, rows, ts, cpu, pid, tgid, comm_s, comm_e, name_s, name_e, body_s, body_e = K.frame_lines(
-        buf, K.loads_of(buf), starts, ends, clean
-    )
-    fb_idx = np.flatnonzero(~ok)
+    out = K.frame_lines(buf, K.loads_of(buf), starts, ends, clean)
+    ok, rows, ts, cpu, pid, tgid, comm_s, comm_e, name_s, name_e, body_s, body_e = out[:12]
+    stk, stk_rows, stk_s, stk_e = out[12:]
+    fb_idx = np.flatnonzero(~(ok | stk))
+    parts = []
     if len(fb_idx):
         df = pl.DataFrame(
             {
@@ -83,10 +89,18 @@ def frame_block(
                 "raw": fallback_text(fb_idx),
             }
         )
-        others = frame_unattached(df, ctx)
-    else:
+        parts.append(frame_unattached(df, ctx))
+    if len(stk_rows):
+        parts.append(_stack_frames(buf, stk_rows, stk_s, stk_e, first_line))
+    if not parts:
         others = pl.DataFrame(schema=_UNATTACHED)
-    others = _attach(others, ok, rows, fb_idx, first_line, ctx)
+    elif len(parts) == 1:
+        others = parts[0]
+    else:
+        others = pl.concat(parts, how="diagonal_relaxed").sort("line")
+    others = _attach(others, ok, rows, np.flatnonzero(~ok), first_line, ctx)
+    if len(stk_rows):
+        others = _orphans_text(others, first_line, fallback_text)
     return FastFramed(
         first_line=first_line,
         buf=buf,
@@ -105,6 +119,36 @@ def frame_block(
         body_e=body_e,
         others=others,
     )
+
+
+def _stack_frames(
+    buf: np.ndarray, idx: np.ndarray, s: np.ndarray, e: np.ndarray, first_line: int
+) -> pl.DataFrame:
+    """The kernel's stack-frame lines as the general reader frames them (its `raw` left null:
+    only an orphan frame, made a reject by attach_stacks, keeps its text; see _orphans_text)."""
+    df = pl.from_arrow(
+        pa.table({"line": pa.array(idx + first_line), "body": ac.strings(buf, s, e)})
+    )
+    assert isinstance(df, pl.DataFrame)
+    cols = [
+        pl.col(c).cast(t) if c in ("line", "body") else pl.lit(None, t).alias(c)
+        for c, t in _UNATTACHED.items()
+    ]
+    return df.select(cols).with_columns(cls=pl.lit("stack", FRAMED_SCHEMA["cls"]))
+
+
+def _orphans_text(
+    others: pl.DataFrame, first_line: int, fallback_text: FallbackText
+) -> pl.DataFrame:
+    """The raw text of kernel-framed stack frames that attach_stacks made rejects (no event
+    before them in the trace): a reject keeps its line's text."""
+    lost = (pl.col("cls") == "reject") & pl.col("raw").is_null()
+    at = others.select(lost.arg_true()).to_series()
+    if at.len() == 0:
+        return others
+    idx = others.get_column("line").gather(at).to_numpy() - first_line
+    raw = others.get_column("raw").scatter(at, fallback_text(idx))
+    return others.with_columns(raw)
 
 
 def _attach(
@@ -154,7 +198,11 @@ def event_frame(f: FastFramed, idx: np.ndarray | None = None) -> pl.DataFrame:
     )
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
-    return df.with_columns(cls=pl.lit("event", FRAMED_SCHEMA["cls"]))
+    event = pl.col("event")
+    return df.with_columns(
+        cls=pl.lit("event", FRAMED_SCHEMA["cls"]),
+        event=pl.when(event == "").then(pl.lit(FUNCTION)).otherwise(event),
+    )
 
 
 def frame_series(lines: pl.Series, first_line: int, ctx: ChunkContext) -> pl.DataFrame:

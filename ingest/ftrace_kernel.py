@@ -337,7 +337,8 @@ def _digit(b: np.uint8) -> bool:
 def frame_lines(
     buf: np.ndarray, loads: np.ndarray, starts: np.ndarray, ends: np.ndarray, clean: np.ndarray
 ) -> tuple[np.ndarray, ...]:
-    """Frame the plain event lines `comm-pid [(tgid)] [cpu] [flags] secs[.frac]: event: body`.
+    """Frame the plain event lines `comm-pid [(tgid)] [cpu] [flags] secs[.frac]: event: body`,
+    the function tracer's `… secs.frac: func <-parent` and stack frames ` => func`.
 
     Returns ok per line, then per framed line (the ok ones, in order; compact, so that nothing
     is gathered afterwards and no per-line array is zeroed): its index, ts_ns, cpu, pid, tgid
@@ -345,7 +346,11 @@ def frame_lines(
     the body's start and end. A line is ok only if `read_ftrace._fast_events` would take it and
     read the same values: clean (printable ASCII), the first `-digit` starts a header that
     _HEAD_OK matches whole, numbers in range, a non-empty event name without spaces, a body not
-    starting with a space.
+    starting with a space. A function-tracer line (no `: ` after the timestamp's) is ok with an
+    empty name span (its event is `function`) and the rest as its body, where the general
+    reader would call it a function: no space, or ` <-`, and no leading `<`, trailing `:` or
+    leading space. Then, per line, whether it is a stack frame (` => ` first: the general
+    reader's `stack`), and per stack frame its index and its text's start and end (stripped).
     """
     n = starts.shape[0]
     nl = loads.shape[0]
@@ -362,11 +367,35 @@ def frame_lines(
     name_e = np.empty(n, np.int64)
     body_s = np.empty(n, np.int64)
     body_e = np.empty(n, np.int64)
+    stk = np.zeros(n, np.bool_)
+    stk_rows = np.empty(n, np.int64)
+    stk_s = np.empty(n, np.int64)
+    stk_e = np.empty(n, np.int64)
     m = 0
+    ms = 0
     for i in range(n):
         s = starts[i]
         e = ends[i]
         if not clean[i]:
+            continue
+        if (
+            e - s >= 4
+            and buf[s] == 32
+            and buf[s + 1] == 61
+            and buf[s + 2] == 62
+            and buf[s + 3] == 32
+        ):
+            a = s + 4  # ` => frame`: its text, stripped (clean: the only blank is a space)
+            b = e
+            while a < b and buf[a] == 32:
+                a += 1
+            while b > a and buf[b - 1] == 32:
+                b -= 1
+            stk[i] = True
+            stk_rows[ms] = i
+            stk_s[ms] = a
+            stk_e[ms] = b
+            ms += 1
             continue
         # the first two `: `, 8 bytes at a time where the line and loads reach
         c1 = -1
@@ -393,7 +422,7 @@ def frame_lines(
                 break
             c1 = j
             j += 2
-        if c2 < 0:
+        if c1 < 0:
             continue
         # the comm ends at the first `-digit` (8 bytes at a time to the next `-`)
         p = -1
@@ -535,6 +564,33 @@ def frame_lines(
             for _ in range(9 - nf):
                 f *= 10
             the_ts = v * 1_000_000_000 + f
+        if c2 < 0:  # no event name: a function-tracer line `func <-parent`, or not taken here
+            r = c1 + 2
+            if r >= e or buf[r] == 32 or buf[r] == 60 or buf[e - 1] == 58:  # ' ', '<', ':'
+                continue
+            spaces = 0
+            arrow = False
+            for k in range(r, e):
+                if buf[k] == 32:
+                    spaces += 1
+                    if k + 2 < e and buf[k + 1] == 60 and buf[k + 2] == 45:  # ` <-`
+                        arrow = True
+            if spaces and not arrow:
+                continue
+            ok[i] = True
+            rows[m] = i
+            ts[m] = the_ts
+            cpu[m] = the_cpu
+            pid[m] = the_pid
+            tgid[m] = the_tgid
+            comm_s[m] = cs
+            comm_e[m] = p
+            name_s[m] = r
+            name_e[m] = r  # empty: the event is `function`
+            body_s[m] = r
+            body_e[m] = e
+            m += 1
+            continue
         # event name and body
         if c2 == c1 + 2:
             continue  # empty name
@@ -579,6 +635,10 @@ def frame_lines(
         name_e[:m],
         body_s[:m],
         body_e[:m],
+        stk,
+        stk_rows[:ms],
+        stk_s[:ms],
+        stk_e[:ms],
     )
 
 

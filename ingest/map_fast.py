@@ -24,7 +24,7 @@ from ingest import arrow_cols as ac
 from ingest import ftrace_kernel as K
 from ingest import schema
 from ingest.fields import Key
-from ingest.ftrace_fast import FastFramed, event_frame
+from ingest.ftrace_fast import FUNCTION, FastFramed, event_frame
 from ingest.mapping import ACQUIRE, COLUMNS, RELEASE, EventSpec, Mapping, map_events
 
 _COLS = list(COLUMNS)  # the kernel's column slots, in this order
@@ -142,7 +142,8 @@ def map_block(
     """Map every event line of a chunk: the kernel's (f) and the polars-framed (fb_events)."""
     n = len(f.rows)
     ids, first = K.name_ids(f.buf, K.loads_of(f.buf), np.arange(n), f.name_s, f.name_e)
-    names = [bytes(f.buf[f.name_s[r] : f.name_e[r]]).decode() for r in first]  # distinct
+    # distinct; the empty name is the function tracer's lines' (ftrace_kernel.frame_lines)
+    names = [bytes(f.buf[f.name_s[r] : f.name_e[r]]).decode() or FUNCTION for r in first]
     specs: list[EventSpec] = []
     slot: dict[int, int] = {}
     name_spec = np.full(len(names) + 1, -2, np.int64)  # [-1] (an id of -1): polars maps it

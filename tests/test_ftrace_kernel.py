@@ -134,6 +134,44 @@ def test_the_kernel_takes_the_plain_lines() -> None:
     ]
 
 
+def test_the_kernel_takes_function_lines_and_stack_frames() -> None:
+    """Function-tracer lines (an empty name span: the event `function`) and ` => ` frames
+    are the kernel's too, so that the property above covers them; the odd ones are not."""
+    from ingest import arrow_cols, ftrace_kernel
+
+    s = pl.Series(
+        [
+            "            bash-2201    [000] .....     0.000000: pin_user_pages_fast <-ib_umem_get",
+            "            bash-2201    [000] .....     0.000001: schedule",
+            " => try_grab_folio",
+            " =>   padded+0x1/0x2  ",
+            "            bash-2201    [000] .....     0.000002: <stack trace>",
+            "            bash-2201    [000] .....     0.000003: two words",
+            "            bash-2201    [000] .....     0.000004: bare_event:",
+            "  => not_a_frame",
+        ]
+    )
+    buf, starts, ends = arrow_cols.string_buffers(s)
+    clean = ftrace_kernel.clean_spans(buf, starts, ends)
+    out = ftrace_kernel.frame_lines(buf, ftrace_kernel.loads_of(buf), starts, ends, clean)
+    text = buf.tobytes().decode()
+    assert out[0].tolist() == [True, True] + [False] * 6
+    assert [text[a:b] for a, b in zip(out[8], out[9], strict=True)] == ["", ""]
+    assert [text[a:b] for a, b in zip(out[10], out[11], strict=True)] == [
+        "pin_user_pages_fast <-ib_umem_get",
+        "schedule",
+    ]
+    assert out[12].tolist() == [False, False, True, True, False, False, False, False]
+    assert out[13].tolist() == [2, 3]
+    assert [text[a:b] for a, b in zip(out[14], out[15], strict=True)] == [
+        "try_grab_folio",
+        "padded+0x1/0x2",
+    ]
+    framed = rf.frame_ftrace(s, 1, _ctx())
+    assert framed["event"].to_list()[:2] == ["function", "function"]
+    assert framed["cls"].to_list()[2:4] == ["stack", "stack"]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(alphabet="ab_=.[]0 -", max_size=30), max_size=12))
 def test_kv_views_are_the_views_of_the_kv_spans(bodies: list[str]) -> None:
@@ -349,6 +387,7 @@ def _messy_trace(rnd: random.Random, n: int) -> bytes:
         "sched_wakeup: comm=dd pid=4242 prio=120",
         "page_ref_mod: pfn=0x{x:x} flags=lru count=1026 mapcount=1 mapping=0 mt=1 val=-1024",
         "writeback_dirty_folio: bdi 254:0: ino=12 index={x}",
+        "pin_user_pages_fast <-ib_umem_get",  # the function tracer's
     ]
     odd = [
         b"  <stack trace>",
@@ -365,12 +404,13 @@ def _messy_trace(rnd: random.Random, n: int) -> bytes:
         b"   app-3 [001] 3.5: pinscope_pin: pfn=0x5 refs=1",  # a duplicate line
         b"   app-3 [001] 3.5: pinscope_pin: pfn=0x5 refs=1",
     ]
-    out = []
+    out = [b"# tracer: nop", b" => orphan_frame"]  # no event before it: a reject, with its text
     for i in range(n):
         if i > 30 and rnd.random() < 0.15:  # (no NUL in the first KiB: not binary)
             out.append(rnd.choice(odd))
         else:
-            ev = rnd.choice(events).format(x=rnd.randrange(1 << 20))
+            # (plain events first: format detection reads the first chunk's lines)
+            ev = rnd.choice(events if i > 5 else events[:-1]).format(x=rnd.randrange(1 << 20))
             line = plain.format(pid=rnd.randrange(1, 9999), cpu=i % 4, s=1000 + i, us=i, ev=ev)
             out.append(line.encode())
     return b"\n".join(out)  # no final newline: a cut-off last line
@@ -402,3 +442,6 @@ def test_pipeline_tables_match_the_polars_path_across_chunk_boundaries(
     got, want = _tables(tmp_path / "fast"), _tables(tmp_path / "slow")
     for table in want:
         assert_frame_equal(got[table], want[table])
+    orphan = got["rejects"].filter(pl.col("line") == 2).row(0, named=True)
+    assert orphan["text"] == " => orphan_frame" and "no event line before it" in orphan["reason"]
+    assert got["other_events"].filter(pl.col("event") == "function").height > 0
