@@ -333,6 +333,149 @@ def _digit(b: np.uint8) -> bool:
     return 48 <= b <= 57
 
 
+_NO_HEADER = (False, 0, -1, 0, 0)
+
+
+@nb.njit(cache=True, nogil=True)
+def _next_dash_digit(buf: np.ndarray, loads: np.ndarray, j: int, c1: int) -> int:
+    """The first `-digit` at or after j and before c1 (8 bytes at a time to the next `-`);
+    -1 if none."""
+    nl = loads.shape[0]
+    while j + 1 < c1:
+        if j + 9 <= c1 and j < nl:
+            x = loads[j] ^ _DASHES
+            z = ~((((x & _M7F) + _M7F) | x) & _H80) & _H80
+            if z == 0:
+                j += 8
+                continue
+            q = 0
+            while not (z >> np.uint64(8 * q + 7)) & np.uint64(1):
+                q += 1
+            j += q
+        if buf[j] == 45 and _digit(buf[j + 1]):
+            return j
+        j += 1
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _header_after_comm(buf: np.ndarray, p: int, c1: int) -> tuple[bool, int, int, int, int]:
+    """(ok, pid, tgid or -1, cpu, ts_ns) of `-pid [(tgid)] [cpu] [flags] secs[.frac]` from the
+    `-` at p to the `: ` at c1, where _HEAD_OK matches it whole."""
+    # pid
+    j = p + 1
+    v = 0
+    nd = 0
+    while j < c1 and _digit(buf[j]):
+        v = v * 10 + (buf[j] - 48)
+        nd += 1
+        j += 1
+        if nd > 10:
+            break
+    if nd == 0 or nd > 10 or v > _I32_MAX:
+        return _NO_HEADER
+    the_pid = v
+    if j >= c1 or buf[j] != 32:
+        return _NO_HEADER
+    while j < c1 and buf[j] == 32:
+        j += 1
+    # optional (tgid)
+    the_tgid = -1
+    if j < c1 and buf[j] == 40:
+        j += 1
+        while j < c1 and buf[j] == 32:
+            j += 1
+        if j < c1 and _digit(buf[j]):
+            v = 0
+            nd = 0
+            while j < c1 and _digit(buf[j]):
+                v = v * 10 + (buf[j] - 48)
+                nd += 1
+                j += 1
+                if nd > 10:
+                    break
+            if nd > 10 or v > _I32_MAX:
+                return _NO_HEADER
+            the_tgid = v
+        elif j < c1 and buf[j] == 45:
+            while j < c1 and buf[j] == 45:
+                j += 1
+        else:
+            return _NO_HEADER
+        if j >= c1 or buf[j] != 41:
+            return _NO_HEADER
+        j += 1
+        if j >= c1 or buf[j] != 32:
+            return _NO_HEADER
+        while j < c1 and buf[j] == 32:
+            j += 1
+    # [cpu]
+    if j >= c1 or buf[j] != 91:
+        return _NO_HEADER
+    j += 1
+    v = 0
+    nd = 0
+    while j < c1 and _digit(buf[j]):
+        v = v * 10 + (buf[j] - 48)
+        nd += 1
+        j += 1
+        if nd > 5:
+            break
+    if nd == 0 or nd > 5 or v > 32767:
+        return _NO_HEADER
+    the_cpu = v
+    if j >= c1 or buf[j] != 93:
+        return _NO_HEADER
+    j += 1
+    if j >= c1 or buf[j] != 32:
+        return _NO_HEADER
+    while j < c1 and buf[j] == 32:
+        j += 1
+    # optional irq flags: [.a-zA-Z] then 3 to 5 more non-space characters, then spaces
+    if j < c1:
+        b = buf[j]
+        if b == 46 or (65 <= b <= 90) or (97 <= b <= 122):
+            k = j
+            while k < c1 and buf[k] != 32:
+                k += 1
+            if k - j < 4 or k - j > 6 or k >= c1:
+                return _NO_HEADER
+            j = k
+            while j < c1 and buf[j] == 32:
+                j += 1
+    # secs[.frac] up to the first `: `
+    v = 0
+    nd = 0
+    while j < c1 and _digit(buf[j]):
+        v = v * 10 + (buf[j] - 48)
+        nd += 1
+        j += 1
+        if nd > 18:
+            break
+    if nd == 0 or nd > 18:
+        return _NO_HEADER
+    if j == c1:
+        the_ts = v  # a bare counter (counter, x86-tsc clocks)
+    else:
+        if buf[j] != 46 or v > _SECS_MAX:
+            return _NO_HEADER
+        j += 1
+        f = 0
+        nf = 0
+        while j < c1 and _digit(buf[j]):
+            f = f * 10 + (buf[j] - 48)
+            nf += 1
+            j += 1
+            if nf > 9:
+                break
+        if nf == 0 or nf > 9 or j != c1:
+            return _NO_HEADER
+        for _ in range(9 - nf):
+            f *= 10
+        the_ts = v * 1_000_000_000 + f
+    return True, the_pid, the_tgid, the_cpu, the_ts
+
+
 @nb.njit(cache=True, nogil=True)
 def frame_lines(
     buf: np.ndarray, loads: np.ndarray, starts: np.ndarray, ends: np.ndarray, clean: np.ndarray
@@ -424,146 +567,46 @@ def frame_lines(
             j += 2
         if c1 < 0:
             continue
-        # the comm ends at the first `-digit` (8 bytes at a time to the next `-`)
-        p = -1
-        j = s
-        while j + 1 < c1:
-            if j + 9 <= c1 and j < nl:
-                x = loads[j] ^ _DASHES
-                z = ~((((x & _M7F) + _M7F) | x) & _H80) & _H80
-                if z == 0:
-                    j += 8
-                    continue
-                q = 0
-                while not (z >> np.uint64(8 * q + 7)) & np.uint64(1):
-                    q += 1
-                j += q
-            if buf[j] == 45 and _digit(buf[j + 1]):
-                p = j
-                break
-            j += 1
-        if p < 0:
-            continue
+        # the comm: spaces, then up to a `-digit` after which the header parses, trying each
+        # in turn as the reader's lazy `(?P<comm>.*?)-(?P<pid>[0-9]+)` does
         cs = s
-        while cs + 8 <= p and cs < nl and loads[cs] == _L20:  # the padding, 8 at a time
+        while cs + 8 <= c1 and cs < nl and loads[cs] == _L20:  # the padding, 8 at a time
             cs += 8
-        while cs < p and buf[cs] == 32:
+        while cs < c1 and buf[cs] == 32:
             cs += 1
-        if cs < p and buf[cs] == 35:  # '#'
+        if cs < c1 and buf[cs] == 35:  # '#': a comment
             continue
-        if cs + 2 <= p and buf[cs] == 61 and buf[cs + 1] == 62:  # '=>'
+        if cs + 1 < c1 and buf[cs] == 61 and buf[cs + 1] == 62:  # '=>'
             continue
-        # pid
-        j = p + 1
-        v = 0
-        nd = 0
-        while j < c1 and _digit(buf[j]):
-            v = v * 10 + (buf[j] - 48)
-            nd += 1
-            j += 1
-            if nd > 10:
-                break
-        if nd == 0 or nd > 10 or v > _I32_MAX:
-            continue
-        the_pid = v
-        if j >= c1 or buf[j] != 32:
-            continue
-        while j < c1 and buf[j] == 32:
-            j += 1
-        # optional (tgid)
+        p = _next_dash_digit(buf, loads, s, c1)
+        first_p = p
+        good = False
+        the_pid = 0
         the_tgid = -1
-        if j < c1 and buf[j] == 40:
-            j += 1
-            while j < c1 and buf[j] == 32:
-                j += 1
-            if j < c1 and _digit(buf[j]):
-                v = 0
-                nd = 0
-                while j < c1 and _digit(buf[j]):
-                    v = v * 10 + (buf[j] - 48)
-                    nd += 1
-                    j += 1
-                    if nd > 10:
-                        break
-                if nd > 10 or v > _I32_MAX:
-                    continue
-                the_tgid = v
-            elif j < c1 and buf[j] == 45:
-                while j < c1 and buf[j] == 45:
-                    j += 1
-            else:
-                continue
-            if j >= c1 or buf[j] != 41:
-                continue
-            j += 1
-            if j >= c1 or buf[j] != 32:
-                continue
-            while j < c1 and buf[j] == 32:
-                j += 1
-        # [cpu]
-        if j >= c1 or buf[j] != 91:
-            continue
-        j += 1
-        v = 0
-        nd = 0
-        while j < c1 and _digit(buf[j]):
-            v = v * 10 + (buf[j] - 48)
-            nd += 1
-            j += 1
-            if nd > 5:
+        the_cpu = 0
+        the_ts = 0
+        while p >= 0:
+            good, the_pid, the_tgid, the_cpu, the_ts = _header_after_comm(buf, p, c1)
+            if good:
                 break
-        if nd == 0 or nd > 5 or v > 32767:
-            continue
-        the_cpu = v
-        if j >= c1 or buf[j] != 93:
-            continue
-        j += 1
-        if j >= c1 or buf[j] != 32:
-            continue
-        while j < c1 and buf[j] == 32:
-            j += 1
-        # optional irq flags: [.a-zA-Z] then 3 to 5 more non-space characters, then spaces
-        if j < c1:
-            b = buf[j]
-            if b == 46 or (65 <= b <= 90) or (97 <= b <= 122):
-                k = j
-                while k < c1 and buf[k] != 32:
-                    k += 1
-                if k - j < 4 or k - j > 6 or k >= c1:
-                    continue
-                j = k
-                while j < c1 and buf[j] == 32:
-                    j += 1
-        # secs[.frac] up to the first `: `
-        v = 0
-        nd = 0
-        while j < c1 and _digit(buf[j]):
-            v = v * 10 + (buf[j] - 48)
-            nd += 1
-            j += 1
-            if nd > 18:
+            # on to the next `-digit` only past one whose digits run into something other
+            # than a space (`jbd2/sda1-8-581`): no reader can take the header from there
+            k = p + 1
+            while k < c1 and _digit(buf[k]):
+                k += 1
+            if k < c1 and buf[k] == 32:
                 break
-        if nd == 0 or nd > 18:
+            p = _next_dash_digit(buf, loads, p + 1, c1)
+        if not good:
             continue
-        if j == c1:
-            the_ts = v  # a bare counter (counter, x86-tsc clocks)
-        else:
-            if buf[j] != 46 or v > _SECS_MAX:
-                continue
-            j += 1
-            f = 0
-            nf = 0
-            while j < c1 and _digit(buf[j]):
-                f = f * 10 + (buf[j] - 48)
-                nf += 1
-                j += 1
-                if nf > 9:
+        if p != first_p:  # the general reader frames it: flags without `:` only
+            colon = False
+            for k in range(p, c1):
+                if buf[k] == 58:
+                    colon = True
                     break
-            if nf == 0 or nf > 9 or j != c1:
+            if colon:
                 continue
-            for _ in range(9 - nf):
-                f *= 10
-            the_ts = v * 1_000_000_000 + f
         if c2 < 0:  # no event name: a function-tracer line `func <-parent`, or not taken here
             r = c1 + 2
             if r >= e or buf[r] == 32 or buf[r] == 60 or buf[e - 1] == 58:  # ' ', '<', ':'
@@ -576,6 +619,13 @@ def frame_lines(
                     if k + 2 < e and buf[k + 1] == 60 and buf[k + 2] == 45:  # ` <-`
                         arrow = True
             if spaces and not arrow:
+                continue
+            colon = False  # in the irq flags: the general reader, which frames these lines,
+            for k in range(p, c1):  # takes flags without `:` only
+                if buf[k] == 58:
+                    colon = True
+                    break
+            if colon:
                 continue
             ok[i] = True
             rows[m] = i

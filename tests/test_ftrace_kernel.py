@@ -31,7 +31,7 @@ GOLDEN_MAP = Path(__file__).parent / "golden" / "mapping" / "user_map.toml"
 
 # --------------------------------------------------------------------------- framing
 
-_COMMS = ["dd", "kworker/u8:2-events", "my app-x", "<...>", "a-1b", "  lead", "#x", "=>z",
+_COMMS = ["dd", "kworker/u8:2-events", "jbd2/sda1-8", "a-1-2 [3]", "my app-x", "<...>", "a-1b", "  lead", "#x", "=>z",
           "", "é-x", "a\x00b", "a: b", "-", "x-12 [3] ", "sh-5 (12) [1] "]  # fmt: skip
 _PIDS = ["4242", "0", "0007", "2147483647", "2147483648", "99999999999", "4 2", "42x", ""]
 _TGIDS = ["", "(   12) ", "(-------) ", "(2147483648) ", "( 1 2) ", "(12)", "(-1) "]
@@ -170,6 +170,22 @@ def test_the_kernel_takes_function_lines_and_stack_frames() -> None:
     framed = rf.frame_ftrace(s, 1, _ctx())
     assert framed["event"].to_list()[:2] == ["function", "function"]
     assert framed["cls"].to_list()[2:4] == ["stack", "stack"]
+
+
+def test_the_kernel_takes_a_comm_with_a_dash_and_digits() -> None:
+    """`jbd2/sda1-8` (ext4's journal thread): the comm runs to the `-digit` after which the
+    header parses, as the reader's lazy regex has it, not to the first one."""
+    from ingest import arrow_cols, ftrace_kernel
+
+    line = "     jbd2/sda1-8-581     [001] .....     0.001488: sched_wakeup: comm=dd pid=1"
+    s = pl.Series([line])
+    buf, starts, ends = arrow_cols.string_buffers(s)
+    clean = ftrace_kernel.clean_spans(buf, starts, ends)
+    out = ftrace_kernel.frame_lines(buf, ftrace_kernel.loads_of(buf), starts, ends, clean)
+    assert out[0].tolist() == [True]
+    assert line[out[6][0] : out[7][0]] == "jbd2/sda1-8" and out[4].tolist() == [581]
+    framed = rf.frame_ftrace(s, 1, _ctx()).row(0, named=True)
+    assert (framed["comm"], framed["pid"]) == ("jbd2/sda1-8", 581)
 
 
 @settings(max_examples=200, deadline=None)
