@@ -1,8 +1,9 @@
 """Ingest throughput and memory, against the two baselines that matter.
 
-Generates a synthetic ftrace text trace of N lines (a realistic mix: ~60% mapped page events
-— page-cache, writeback, page_ref_mod and pinscope_* kprobe lines —, ~35% scheduler events,
-stack blocks, lost markers) with a vectorized polars generator, then measures in one run:
+The trace is `pinscope simulate mixed` (--trace mixed, the default: what pinscope's own ftrace
+recipe records — page events, scheduler events, the function tracer's lines, stack traces, lost
+markers) of about N lines, or (--trace synthetic) a plainer mix from a vectorized polars
+generator (~60% mapped page events, ~35% scheduler events, few stack blocks). Then, in one run:
 
   (a) splitting the file into lines (ingest.source.iter_line_chunks: the floor for any ingest),
   (b) a straightforward per-line Python `re` parser on a 1M-line slice, scaled to N,
@@ -166,6 +167,15 @@ def _batch(start: int, n: int) -> pl.DataFrame:
     )
 
 
+def generate_mixed(path: Path, lines: int) -> int:
+    """`pinscope simulate mixed` of about `lines` lines (1.06 lines an event); the exact count."""
+    from ingest.simulate import simulate
+
+    simulate("mixed", path, events=max(1, int(lines / 1.06)), fmt="ftrace", seed=1, entries=False)
+    with open(path, "rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+
+
 def generate(path: Path, lines: int) -> int:
     """Write about `lines` lines (stack blocks add a few) and return the exact count."""
     total = 0
@@ -303,6 +313,12 @@ def main() -> None:
     ap.add_argument("--baseline-lines", type=int, default=1_000_000, help="slice for (b)")
     ap.add_argument("--keep", type=Path, help="write the trace and dataset here and keep them")
     ap.add_argument(
+        "--trace",
+        choices=("mixed", "synthetic"),
+        default="mixed",
+        help="simulate mixed (default) or the plainer synthetic mix",
+    )
+    ap.add_argument(
         "--no-stages",
         action="store_true",
         help="skip the per-stage CPU breakdown (on the --baseline-lines slice)",
@@ -313,7 +329,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     trace = work / "bench.trace"
     t = time.perf_counter()
-    n = generate(trace, args.lines)
+    n = (generate_mixed if args.trace == "mixed" else generate)(trace, args.lines)
     gen_s = time.perf_counter() - t
     size_mb = trace.stat().st_size / 1e6
     if (work / "ds").exists():
@@ -339,7 +355,10 @@ def main() -> None:
     lps = n / ingest_s
     ratio_split = ingest_s / split_s
     speedup = base_s / ingest_s
-    print(f"trace: {n:,} lines, {size_mb:,.0f} MB (generated in {gen_s:.1f}s) at {trace}")
+    print(
+        f"trace ({args.trace}): {n:,} lines, {size_mb:,.0f} MB (generated in {gen_s:.1f}s) "
+        f"at {trace}"
+    )
     print(f"{'stage':<46} {'wall s':>8} {'cpu s':>8} {'lines/s':>12} {'MB/s':>8}")
     for name, s, c in rows:
         print(f"{name:<46} {s:>8.2f} {c:>8.2f} {n / s:>12,.0f} {size_mb / s:>8.1f}")
@@ -369,6 +388,7 @@ def main() -> None:
         + json.dumps(
             {
                 "stage": "ingest",
+                "trace": args.trace,
                 "events": n,
                 "seconds": round(ingest_s, 3),
                 "events_per_s": round(lps),
