@@ -336,6 +336,14 @@ def _digit(b: np.uint8) -> bool:
 _NO_HEADER = (False, 0, -1, 0, 0)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _has_colon(buf: np.ndarray, a: int, b: int) -> bool:
+    for k in range(a, b):  # noqa: SIM110 (a loop numba compiles; no generator)
+        if buf[k] == 58:
+            return True
+    return False
+
+
 @nb.njit(cache=True, nogil=True)
 def _next_dash_digit(buf: np.ndarray, loads: np.ndarray, j: int, c1: int) -> int:
     """The first `-digit` at or after j and before c1 (8 bytes at a time to the next `-`);
@@ -599,14 +607,8 @@ def frame_lines(
             p = _next_dash_digit(buf, loads, p + 1, c1)
         if not good:
             continue
-        if p != first_p:  # the general reader frames it: flags without `:` only
-            colon = False
-            for k in range(p, c1):
-                if buf[k] == 58:
-                    colon = True
-                    break
-            if colon:
-                continue
+        if p != first_p and _has_colon(buf, p, c1):  # the general reader frames it: it
+            continue  # takes flags without `:` only
         if c2 < 0:  # no event name: a function-tracer line `func <-parent`, or not taken here
             r = c1 + 2
             if r >= e or buf[r] == 32 or buf[r] == 60 or buf[e - 1] == 58:  # ' ', '<', ':'
@@ -620,13 +622,8 @@ def frame_lines(
                         arrow = True
             if spaces and not arrow:
                 continue
-            colon = False  # in the irq flags: the general reader, which frames these lines,
-            for k in range(p, c1):  # takes flags without `:` only
-                if buf[k] == 58:
-                    colon = True
-                    break
-            if colon:
-                continue
+            if _has_colon(buf, p, c1):  # in the irq flags: the general reader, which frames
+                continue  # these lines, takes flags without `:` only
             ok[i] = True
             rows[m] = i
             ts[m] = the_ts
