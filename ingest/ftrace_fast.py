@@ -4,8 +4,8 @@
 stack frames (nearly all of a trace) straight from the bytes; every line it does not take —
 comments, stack-trace markers, lost markers, the latency format, odd numbers, non-ASCII,
 damage — goes through `read_ftrace.frame_unattached` (the polars readers, whose result per
-line depends on that line only). Stack frames are then attached to
-the event before them across both kinds of line, exactly as `read_ftrace.attach_stacks` does.
+line depends on that line only). Stack frames are then attached to the event before them
+across both kinds of line, exactly as `read_ftrace.attach_stacks` does.
 """
 
 from __future__ import annotations
@@ -142,8 +142,8 @@ def _orphans_text(
 ) -> pl.DataFrame:
     """The raw text of kernel-framed stack frames that attach_stacks made rejects (no event
     before them in the trace): a reject keeps its line's text."""
-    lost = (pl.col("cls") == "reject") & pl.col("raw").is_null()
-    at = others.select(lost.arg_true()).to_series()
+    orphan = (pl.col("cls") == "reject") & pl.col("raw").is_null()
+    at = others.select(orphan.arg_true()).to_series()
     if at.len() == 0:
         return others
     idx = others.get_column("line").gather(at).to_numpy() - first_line
