@@ -78,10 +78,10 @@ def run_ingest(traces: list[Path], output: Path, **kwargs: Any) -> list[TraceSum
     show = err.is_terminal or any(
         p.is_file() and p.stat().st_size >= LARGE_FILE for p in map(Path, traces)
     )
+    # the first-run note; under the bar, err is the bar's console, which prints it above
+    kwargs["before_kernels"] = lambda: announce_compile(err, INGEST_KERNELS)
     if not show:
-        return ingest_files(
-            traces, output, before_kernels=lambda: announce_compile(err, INGEST_KERNELS), **kwargs
-        )
+        return ingest_files(traces, output, **kwargs)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -98,14 +98,7 @@ def run_ingest(traces: list[Path], output: Path, **kwargs: Any) -> list[TraceSum
                 tasks[path] = bar.add_task(path.name, total=total)
             bar.update(tasks[path], completed=done, total=total)
 
-        # printed above the bar, through its console
-        return ingest_files(
-            traces,
-            output,
-            progress=progress,
-            before_kernels=lambda: announce_compile(bar.console, INGEST_KERNELS),
-            **kwargs,
-        )
+        return ingest_files(traces, output, progress=progress, **kwargs)
 
 
 def _ts(ns: int | None) -> str:
