@@ -9,7 +9,8 @@ the line numbers stay true either way.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import polars as pl
 
 from ingest import dataset as ds
 from ingest.errors import PinscopeError
-from ingest.source import iter_line_chunks, open_source, sha256_of, sniff
+from ingest.source import LineChunk, iter_line_chunks, open_source, sha256_of, sniff
 
 RECONSTRUCTED = "(reconstructed)"
 
@@ -32,26 +33,31 @@ class Quote:
         return f"{self.text} {RECONSTRUCTED}" if self.reconstructed else self.text
 
 
-class _HashingReader:
-    """Reads a plain file while hashing it, so quoting and verifying take one pass."""
+def _hashed(chunks: Iterable[LineChunk], h: hashlib._Hash) -> Iterator[LineChunk]:
+    """The chunks, each hashed on a worker thread while the next is read and counted (sha256
+    releases the GIL): the chunks' bytes are the file's, in order, so quoting and verifying
+    take one pass, and the file stays seekable (no copy of each block's carried-over tail)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[None] | None = None
+        for chunk in chunks:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(h.update, memoryview(chunk.data)[: chunk.nbytes])
+            yield chunk
+        if pending is not None:
+            pending.result()
 
-    def __init__(self, f) -> None:
-        self.f = f
-        self.h = hashlib.sha256()
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.h.update(data)
-        return data
-
-
-def _pick(chunks: Iterable, wanted: pl.Series) -> dict[int, str]:
-    """Lines whose numbers are in `wanted`, gathered chunk by chunk (no per-line Python)."""
+def _pick(chunks: Iterable[LineChunk], wanted: pl.Series) -> dict[int, str]:
+    """Lines whose numbers are in `wanted` (sorted), gathered chunk by chunk (no per-line
+    Python). Only the chunks holding a wanted line are split into lines: the others are only
+    counted (and hashed by the caller), which is most of a long trace."""
     out: dict[int, str] = {}
     for chunk in chunks:
-        n = chunk.lines.len()
-        rel = wanted.filter((wanted >= chunk.first_line) & (wanted < chunk.first_line + n))
-        if rel.len():
+        lo = wanted.search_sorted(chunk.first_line, side="left")
+        hi = wanted.search_sorted(chunk.first_line + chunk.n_lines, side="left")
+        if hi > lo:
+            rel = wanted.slice(lo, hi - lo)
             got = chunk.lines.gather(rel - chunk.first_line)
             out.update(zip(rel.to_list(), got.to_list(), strict=True))
     return out
@@ -68,12 +74,10 @@ def _from_source(trace: dict, lines: list[int]) -> dict[int, str] | None:
             return None
         wanted = pl.Series("line", sorted(set(lines)), dtype=pl.Int64)
         if sniff(path) == "plain":
+            h = hashlib.sha256()
             with open(path, "rb") as f:
-                reader = _HashingReader(f)
-                got = _pick(iter_line_chunks(reader), wanted)  # type: ignore[arg-type]
-                while reader.read(1 << 20):  # hash the rest
-                    pass
-            return got if reader.h.hexdigest() == sha else None
+                got = _pick(_hashed(iter_line_chunks(f), h), wanted)
+            return got if h.hexdigest() == sha else None
         if sha256_of(path) != sha:
             return None
         with open_source(path) as src:
