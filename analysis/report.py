@@ -42,8 +42,7 @@ class Report:
         """The first `per_rule` findings of each rule (report order), and {rule: n not shown}."""
         if per_rule is None:
             return self.rows(), {}
-        nth = pl.int_range(pl.len()).over("rule")
-        kept = self.findings.filter(nth < per_rule)
+        kept = first_per_rule(self.findings, per_rule)
         rest = (
             self.findings.group_by("rule", maintain_order=True)
             .len()
@@ -133,19 +132,29 @@ def sort_findings_like(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def first_per_rule(findings: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The first n findings of each rule, in the frame's order."""
+    return findings.filter(pl.int_range(pl.len()).over("rule") < n)
+
+
 def build_report(
     dataset: Path | None,
     findings: pl.DataFrame,
     *,
     traces: list[dict[str, Any]] | None = None,
     quote: bool = True,
+    quote_per_rule: int | None = None,
 ) -> Report:
-    """The report data for a dataset's findings; quotes the evidence when `quote`."""
+    """The report data for a dataset's findings; quotes the evidence when `quote`, of only the
+    first `quote_per_rule` findings of each rule when the renderer shows no more: then only
+    the parts of the source holding their lines are split into lines (the whole file is still
+    read, to check its hash)."""
     findings = sort_findings(findings.select(list(FINDINGS_SCHEMA)))
     if traces is None:
         traces = ds.traces(dataset) if dataset is not None else []
+    cited = findings if quote_per_rule is None else first_per_rule(findings, quote_per_rule)
     quotes = (
-        quote_frame(dataset, findings)
+        quote_frame(dataset, cited)
         if quote and dataset is not None
         else pl.DataFrame(schema=QUOTE_SCHEMA)
     )
@@ -240,7 +249,9 @@ def write_report(
         render_html(dataset, sort_findings(findings), ds.traces(dataset), out)
         console.print(f"wrote {out}", highlight=False)
         return
-    report = build_report(dataset, findings)
+    # text and Markdown show the first per_rule findings of each rule: only theirs are quoted
+    capped = per_rule if fmt in ("text", "md") else None
+    report = build_report(dataset, findings, quote_per_rule=capped)
     if fmt == "text":
         from rich.console import Console
 

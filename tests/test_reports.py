@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ import polars as pl
 import pytest
 from rich.console import Console
 
+from analysis.evidence import _hashed, _pick
 from analysis.findings import FINDINGS_SCHEMA, RULE_COLUMNS
 from analysis.report import at_or_above, build_report, sort_findings
 from analysis.report_json import render_json
@@ -18,6 +20,7 @@ from analysis.report_text import render_text
 from analysis.rules import STAMP_FILE, analyze_dataset, read_findings
 from ingest.pipeline import ingest_files
 from ingest.simulate import simulate
+from ingest.source import iter_line_chunks
 from replay.run import replay_dataset
 
 
@@ -76,6 +79,45 @@ def test_moved_source_is_reconstructed(tmp_path):
     assert "(reconstructed)" in render_md(report)
     trace.unlink()
     assert all(q.reconstructed for q in build_report(ds, found).quotes.values())
+
+
+def test_capped_report_quotes_only_the_shown_findings_but_checks_the_whole_source(tmp_path):
+    """A report showing the first finding of each rule quotes just their lines, from the
+    source; but a file changed past them (same size) is no longer the traced one: its lines
+    are then rebuilt, not quoted."""
+    trace = tmp_path / "mixed.trace"
+    simulate("mixed", trace, events=20_000)
+    ds = tmp_path / "ds"
+    ingest_files([trace], ds)
+    replay_dataset(ds)
+    found = analyze_dataset(ds)
+    report = build_report(ds, found, quote_per_rule=1)
+    shown, _hidden = report.shown(1)
+    cited = {(f["trace_id"], n) for f in shown for n in f["evidence_lines"]}
+    assert set(report.quote_table.select("trace_id", "line").iter_rows()) == cited
+    assert len(shown) < found.height
+    text = trace.read_text().splitlines(keepends=True)
+    assert all(q.text == text[q.line - 1].rstrip("\n") for q in report.quotes.values())
+    assert not any(q.reconstructed for q in report.quotes.values())
+    assert max(report.quote_table["line"]) < len(text)
+    text[-1] = text[-1].swapcase()
+    trace.write_text("".join(text))
+    quotes = build_report(ds, found, quote_per_rule=1).quotes.values()
+    assert quotes and all(q.reconstructed for q in quotes)
+
+
+@pytest.mark.parametrize("block", [5, 64, 1 << 20])
+def test_quoting_reads_and_hashes_the_file_in_one_pass(tmp_path, block):
+    """The chunks' bytes hashed in order are the file's, whatever the block size: CRLF, a
+    line longer than a block, a last line without a newline."""
+    data = b"a 1\r\nbb 2\n" + b"x" * 150 + b"\n\nlast"
+    path = tmp_path / "t.trace"
+    path.write_bytes(data)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        got = _pick(_hashed(iter_line_chunks(f, block), h), pl.Series([1, 3, 4, 5]))
+    assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert got == {1: "a 1", 3: "x" * 150, 4: "", 5: "last"}
 
 
 def test_text_and_markdown(buffers):
