@@ -211,7 +211,7 @@ class TraceReplay:
         ).with_columns(pl.Series("span", hold[:, 0]))
         # deduplicated as they come, and once more per span when it closes (take_holders):
         # a span open over many batches must not make each batch re-scan all its rows
-        self.holders.append(who.select(_HOLDER_ROWS.keys()).unique(maintain_order=True))
+        self.holders.append(_first_distinct(who.select(_HOLDER_ROWS.keys())))
         out_i, out_u = np.concatenate(spans_i), np.concatenate(spans_u)
         return Batch(self, ev, slot, at, ev_i, ev_u, ev_x, out_i, out_u, self._holders_of(out_i))
 
@@ -308,10 +308,15 @@ class TraceReplay:
         mine = pending.filter(closed)
         self.holders = [pending.filter(~closed)]
         return (
-            mine.unique(maintain_order=True)
+            _first_distinct(mine)
             .group_by("span", maintain_order=True)
             .agg(pl.struct("pid", "comm", "caller").alias("holders"))
         )
+
+
+def _first_distinct(df: pl.DataFrame) -> pl.DataFrame:
+    """`df.unique(maintain_order=True)`, in half its time: one hash of each row as a struct."""
+    return df.filter(pl.struct(pl.all()).is_first_distinct())
 
 
 @dataclass
