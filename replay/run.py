@@ -50,8 +50,9 @@ WORKERS = 2
 ROW_GROUP_ROWS = 65_536
 BATCH_ROWS = 500_000
 # The identity pass reads a few columns: it takes this many state batches' events at a time
-# (with the next batch's keys taken ahead, two such batches are in flight).
-IDENTITY_BATCHES = 2
+# (with the next batch's keys taken ahead, two such batches are in flight). 4 rather than 2:
+# 12% less wall for the pass (fewer per-batch table and thread set-ups), ~100 MiB more.
+IDENTITY_BATCHES = 4
 # Sorting a trace stored out of replay order: DuckDB's memory for it (beyond, it spills to the
 # scratch directory), and the scratch file's codec (lz4: read twice, decoded fast).
 CUT_MEMORY = "1GB"
