@@ -119,7 +119,6 @@ class IdentityPass:
         m = narrow.height
         if self.keyed + m > self.n:
             raise ValueError("more events than the trace was said to hold")
-        narrow = narrow.rechunk()  # the numpy views below need one chunk per column
         kind = kind_codes(narrow.get_column("kind"))
         order = as_arrays(narrow.get_column("folio_order"), pl.Int8)[0]
         pfn, pfn_v = as_arrays(narrow.get_column("pfn"), pl.UInt64)
