@@ -1,4 +1,5 @@
-"""pinscope's packages set polars' allocator retention before polars loads, unless the user has."""
+"""pinscope's packages set its allocators before the work starts: polars' retention before polars
+loads, glibc's arena and thresholds; never over the user's own setting."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from ingest import allocator
 
@@ -38,3 +41,32 @@ def test_too_late_once_polars_is_loaded(monkeypatch):
     monkeypatch.delenv("_RJEM_MALLOC_CONF", raising=False)
     assert allocator.configure() is False
     assert "_RJEM_MALLOC_CONF" not in os.environ
+
+
+# Faults taken touching a 64 MiB array allocated again after one was freed: ~0 when glibc kept
+# the first block, 16384 (4 KiB pages) when it was handed back to the kernel and mapped anew
+# (numpy's huge-page advice off, or a fault would bring in 2 MiB).
+REFAULTS = (
+    "import ingest, numpy as np, resource\n"
+    "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+    "a = np.ones(8 << 20); del a\n"
+    "f = faults(); a = np.ones(8 << 20); print(faults() - f)"
+)
+
+
+def _refaults(env: dict[str, str]) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", REFAULTS], cwd=ROOT, env=env, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    return int(out.stdout)
+
+
+@pytest.mark.skipif(allocator._glibc() is None, reason="glibc's malloc only")
+def test_glibc_keeps_large_blocks_for_reuse():
+    env = {k: v for k, v in os.environ.items() if k not in allocator.GLIBC_ENV}
+    env.pop("GLIBC_TUNABLES", None)
+    env["NUMPY_MADVISE_HUGEPAGE"] = "0"
+    assert _refaults(env) < 1000
+    # a user's own malloc setting is left alone: the block goes back to the kernel
+    assert _refaults({**env, "MALLOC_ARENA_MAX": "8"}) > 10_000
