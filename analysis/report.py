@@ -237,8 +237,8 @@ def write_report(
 ) -> None:
     """Render one format to `out` (or the console); HTML always goes to a file.
 
-    `per_rule` caps the findings shown in full per rule in the text and Markdown formats (None:
-    all); JSON always carries every finding."""
+    `per_rule` caps the findings shown in full per rule in the text, Markdown and HTML formats
+    (None: all); JSON always carries every finding."""
     from ingest.errors import InputError
 
     if fmt == "html":
@@ -246,7 +246,7 @@ def write_report(
             raise InputError("--format html writes a file: give it one with -o FILE")
         from analysis.report_html import render_html  # another module; loaded only when asked
 
-        render_html(dataset, sort_findings(findings), ds.traces(dataset), out)
+        render_html(dataset, sort_findings(findings), ds.traces(dataset), out, per_rule=per_rule)
         console.print(f"wrote {out}", highlight=False)
         return
     # text and Markdown show the first per_rule findings of each rule: only theirs are quoted

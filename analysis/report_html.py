@@ -18,7 +18,7 @@ import polars as pl
 
 from analysis.findings import SEVERITIES
 from analysis.plot import legend_svg, timeline_svg
-from analysis.report import trace_problems
+from analysis.report import SHOW_PER_RULE, first_per_rule, trace_problems
 from analysis.timeline import PageRef, build_timeline, load_pages, ts_text
 
 # Findings beyond this many are listed without a drawn timeline (the file stays openable).
@@ -179,14 +179,31 @@ def _evidence(f: dict, quotes: dict[tuple[str, int], str]) -> str:
     )
 
 
-def render_html(dataset: Path, findings: pl.DataFrame, traces: list[dict], out: Path) -> None:
-    """Write the report: summary, traces, and each finding with its fields, evidence, timeline."""
+def render_html(
+    dataset: Path,
+    findings: pl.DataFrame,
+    traces: list[dict],
+    out: Path,
+    *,
+    per_rule: int | None = SHOW_PER_RULE,
+) -> None:
+    """Write the report: summary, traces, and each finding with its fields, evidence, timeline.
+
+    The first `per_rule` findings of each rule are shown (None: all), the rest counted in the
+    summary: a page of 100k findings is hundreds of MB no browser opens, and the JSON report
+    has them all."""
     dataset = Path(dataset)
     rank = {s: i for i, s in enumerate(SEVERITIES)}
-    ordered = findings.with_columns(
-        _r=pl.col("severity").replace_strict(rank, default=-1, return_dtype=pl.Int64)
-    ).sort(["_r", "trace_id", "start_ts_ns", "rule"], descending=[True, False, False, False])
-    rows = ordered.drop("_r").to_dicts()
+    ordered = (
+        findings.with_columns(
+            _r=pl.col("severity").replace_strict(rank, default=-1, return_dtype=pl.Int64)
+        )
+        .sort(["_r", "trace_id", "start_ts_ns", "rule"], descending=[True, False, False, False])
+        .drop("_r")
+    )
+    shown = ordered if per_rule is None else first_per_rule(ordered, per_rule)
+    rows = shown.to_dicts()
+    hidden = ordered.height - shown.height
 
     drawn = rows[:MAX_TIMELINES]
     pages = list(dict.fromkeys(_page_of(f) for f in drawn))
@@ -242,10 +259,17 @@ def render_html(dataset: Path, findings: pl.DataFrame, traces: list[dict], out: 
         '<button id="collapse" type="button">collapse all</button> '
         f'<span class="note"><span id="shown">{len(rows)}</span> of {len(rows)} shown</span></div>'
     )
+    capped = (
+        f'<p class="note" id="capped">{hidden} more finding(s) not shown: the first {per_rule} '
+        "of each rule are (pinscope report --all shows every one; the JSON report "
+        "(--format json) has them all).</p>"
+        if hidden
+        else ""
+    )
     title = f"pinscope report — {dataset.name}"
     body = (
         f"<h1>{_e(title)}</h1>"
-        f'<div class="sub">{len(rows)} findings in {len(traces)} trace(s) · dataset '
+        f'<div class="sub">{ordered.height} findings in {len(traces)} trace(s) · dataset '
         f"<code>{_e(dataset)}</code> · generated "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}</div>"
         f"<h2>Summary</h2>{_summary(findings)}"
@@ -253,6 +277,7 @@ def render_html(dataset: Path, findings: pl.DataFrame, traces: list[dict], out: 
         f'<h2>Findings</h2><div class="legendbox">{legend_svg()}</div>'
         + (f'<p class="note">{_e(quote_problem)}</p>' if quote_problem else "")
         + (controls if rows else "")
+        + capped
         + "".join(sections)
     )
     out = Path(out)

@@ -31,8 +31,8 @@ FAIL_ON_HELP = (
     "lost events in their span, count too)."
 )
 ALL_HELP = (
-    "Show every finding in full in the text and Markdown reports (by default the first 50 of "
-    "each rule are shown and the rest counted; JSON always has them all)."
+    "Show every finding in full in the text, Markdown and HTML reports (by default the first "
+    "50 of each rule are shown and the rest counted; JSON always has them all)."
 )
 
 

@@ -412,3 +412,20 @@ def test_real_pipeline_report(tmp_path: Path) -> None:
     assert {"pinned", "writable_pinned", "writeback"} <= states
     evidence = re.findall(r'class="event evidence" data-kind="\w+" data-line="(\d+)"', svg)
     assert [int(n) for n in evidence] == findings["evidence_lines"][0].to_list()
+
+
+def test_the_first_findings_of_each_rule_are_shown_the_rest_counted(tmp_path: Path) -> None:
+    """A page of every finding of a big trace is hundreds of MB: like the text report, the
+    HTML one shows the first `per_rule` of each rule and says how many more there are."""
+    ds = write_dataset(tmp_path)
+    findings = pl.concat([findings_frame()] * 3)  # 4 rules, 3 findings each
+    out = tmp_path / "capped.html"
+    render_html(ds, findings, TRACES, out, per_rule=2)
+    page = out.read_text(encoding="utf-8")
+    shown = re.findall(r'<details class="finding[^"]*"[^>]*data-rule="(\w+)"', page)
+    assert len(shown) == 8 and all(shown.count(r) == 2 for r in set(findings["rule"]))
+    assert "12 findings in 1 trace(s)" in page
+    assert re.search(r'id="capped">4 more finding\(s\) not shown: the first 2 of each rule', page)
+    render_html(ds, findings, TRACES, out, per_rule=None)
+    page = out.read_text(encoding="utf-8")
+    assert len(re.findall(r'<details class="finding', page)) == 12 and 'id="capped"' not in page
