@@ -1,0 +1,76 @@
+"""Parquet part files written with per-column choices, for the dataset and derived/.
+
+pyarrow's writer rather than polars': it lets each column have its own encoding and
+statistics, and with them a part costs a third less CPU to write than polars' one setting for
+all (ingest writes every row once, replay every page event once: both are floors of their
+stage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Values go to the encoders this many rows at a time (pyarrow's default is 1024): with version
+# 2 data pages, about 20% less CPU for the same bytes.
+WRITE_BATCH_ROWS = 65_536
+
+
+def arrow_for_parquet(df: pl.DataFrame) -> pa.Table:
+    """The frame as Arrow without converting its flat strings.
+
+    polars' string views go to the Parquet writer as they are (converting them to offset
+    strings was ~1/8 of a write). The enums' dictionaries, of string views, which the writer
+    cannot take, become dictionaries of plain strings (a few values each). Nested columns keep
+    the offset layout, column by column: the writer cannot slice string views inside lists.
+    """
+    nested = [c for c, t in df.schema.items() if t.is_nested()]
+    flat = df.drop(nested) if nested else df
+    table = flat.to_arrow(compat_level=pl.CompatLevel.newest())
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type) and pa.types.is_string_view(f.type.value_type):
+            typ = pa.dictionary(f.type.index_type, pa.string(), f.type.ordered)
+            table = table.set_column(i, f.with_type(typ), table.column(i).cast(typ))
+    if nested:
+        old = df.select(nested).to_arrow()
+        for c in nested:
+            table = table.append_column(old.schema.field(c), old.column(c))
+        table = table.select(df.columns)
+    return table
+
+
+def write_part(
+    df: pl.DataFrame,
+    path: Path,
+    *,
+    compression: str,
+    row_group_rows: int,
+    dictionary: Iterable[str] = (),
+    delta: Iterable[str] = (),
+    statistics: Iterable[str] = (),
+) -> None:
+    """One part file. Columns not named in `dictionary` are written plain, those in `delta`
+    DELTA_BINARY_PACKED (integers that rise through the part), and only those in `statistics`
+    carry min/max. Names inside nested columns are dotted Parquet paths
+    (`fields.list.element.key`); names not in the frame are ignored."""
+    table = arrow_for_parquet(df)
+    names = set(table.column_names)
+
+    def present(cols: Iterable[str]) -> list[str]:
+        return [c for c in cols if c.split(".", 1)[0] in names]
+
+    pq.write_table(
+        table,
+        path,
+        compression=compression,
+        row_group_size=row_group_rows,
+        use_dictionary=present(dictionary),
+        write_statistics=present(statistics),
+        column_encoding=dict.fromkeys(present(delta), "DELTA_BINARY_PACKED"),
+        data_page_version="2.0",
+        write_batch_size=min(WRITE_BATCH_ROWS, row_group_rows),
+    )
