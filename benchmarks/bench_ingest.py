@@ -253,12 +253,14 @@ def stage_times(path: Path, max_lines: int, out: Path) -> dict[str, float]:
     Not the pipeline (no threads, no commit): where the CPU goes, to know what to work on.
     The stages are the compiled path's (ingest/ftrace_chunk.py): read (blocks of whole lines,
     counted), frame (find the lines, frame them; the odd ones through the polars readers),
-    map (events, other events, rejects; line hashes), write (conform, Parquet). A warm-up
+    map (events, other events, rejects; line hashes), write (conform, Parquet parts as the
+    pipeline writes them). A warm-up
     chunk first, so that loading the compiled kernels is not counted.
     """
     from ingest.framing import ChunkContext
     from ingest.ftrace_chunk import frame_chunk, frame_map_chunk, map_chunk
     from ingest.mapping import load_mapping
+    from ingest.pipeline import write_dataset_part
     from ingest.schema import conform
 
     mapping = load_mapping()
@@ -282,7 +284,7 @@ def stage_times(path: Path, max_lines: int, out: Path) -> dict[str, float]:
             t.append(time.process_time())
             for df, table in ((m.events, "events"), (m.other, "other_events")):
                 rows = conform(df.with_columns(pl.lit("b").alias("trace_id")), table)
-                rows.write_parquet(out / f"{table}.parquet", compression="zstd", statistics=True)
+                write_dataset_part(rows, out / f"{table}.parquet")
             t.append(time.process_time())
             for k, stage in enumerate(cpu):
                 cpu[stage] += t[k + 1] - t[k]
