@@ -34,7 +34,8 @@ class ChunkTables:
     other: pl.DataFrame  # OTHER_EVENTS_SCHEMA without trace_id
     rejects: pl.DataFrame  # REJECTS_SCHEMA (events the mapping rejected)
     ts: pl.DataFrame  # line, ts_ns, cpu of the timestamped event lines, in file order
-    hashes: pl.Series  # of the event lines' text, each distinct value once
+    hashes: np.ndarray  # of the event lines' text, each distinct value once
+    hash_table: np.ndarray  # the hashset table holding them
     n_dup: int  # event lines whose text came earlier in this chunk
 
 
@@ -90,7 +91,7 @@ def map_chunk(fc: FramedChunk, trace_id: str, mapping: Mapping) -> ChunkTables:
         fb_buf, fb_s, fb_e = ac.string_buffers(f.others.filter(is_event).get_column("raw"))
         hashes = np.concatenate([hashes, K.hash_spans(fb_buf, K.loads_of(fb_buf), fb_s, fb_e)])
     n_events = len(f.rows) + fb_events.height
-    distinct = pl.Series("h", hashset.distinct(hashes), dtype=pl.UInt64)
+    distinct, table = hashset.distinct_set(hashes)
     return ChunkTables(
         framed=fc.framed.filter(~is_event),
         n_event_lines=n_events,
@@ -99,7 +100,8 @@ def map_chunk(fc: FramedChunk, trace_id: str, mapping: Mapping) -> ChunkTables:
         rejects=mapped.rejects,
         ts=ts,
         hashes=distinct,
-        n_dup=n_events - distinct.len(),
+        hash_table=table,
+        n_dup=n_events - len(distinct),
     )
 
 

@@ -2,7 +2,8 @@
 
 The duplicate-line warning (pipeline._duplicates) needs, per chunk, the distinct hashes of its
 event lines and how many of them the previous chunk had. polars' unique and is_in took ~50 ms
-per million lines (a sort, then a hash join); one open-addressing table does each in a pass.
+per million lines (a sort, then a hash join); one open-addressing table does each in a pass,
+and the table a chunk's distinct hashes were found with is kept for the next chunk to probe.
 """
 
 from __future__ import annotations
@@ -52,38 +53,47 @@ def _contains(table: np.ndarray, h: np.uint64) -> bool:
 
 
 @nb.njit(cache=True, nogil=True)
-def distinct(hashes: np.ndarray) -> np.ndarray:
-    """Each value of hashes once, in order of first appearance."""
-    table = np.zeros(_table_size(hashes.shape[0]), np.uint64)
+def distinct_set(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value of hashes once, in order of first appearance, and the table that holds them
+    (for `count_in_table`: its last slot says whether 0 is among them)."""
+    size = _table_size(hashes.shape[0])
+    table = np.zeros(size + 1, np.uint64)
+    slots = table[:size]
     out = np.empty(hashes.shape[0], np.uint64)
     m = 0
-    zero = False
     for i in range(hashes.shape[0]):
         h = hashes[i]
         if h == _EMPTY:
-            if zero:
+            if table[size]:
                 continue
-            zero = True
-        elif not _insert(table, h):
+            table[size] = 1
+        elif not _insert(slots, h):
             continue
         out[m] = h
         m += 1
-    return out[:m].copy()
+    return out[:m].copy(), table
+
+
+@nb.njit(cache=True, nogil=True)
+def distinct(hashes: np.ndarray) -> np.ndarray:
+    """Each value of hashes once, in order of first appearance."""
+    return distinct_set(hashes)[0]
+
+
+@nb.njit(cache=True, nogil=True)
+def count_in_table(values: np.ndarray, table: np.ndarray) -> int:
+    """How many entries of values (each distinct) a `distinct_set` table holds."""
+    slots = table[: table.shape[0] - 1]
+    zero = table[table.shape[0] - 1] != 0
+    n = 0
+    for i in range(values.shape[0]):
+        h = values[i]
+        if (h == _EMPTY and zero) or (h != _EMPTY and _contains(slots, h)):
+            n += 1
+    return n
 
 
 @nb.njit(cache=True, nogil=True)
 def count_in(values: np.ndarray, known: np.ndarray) -> int:
     """How many entries of values (each distinct) are among known."""
-    table = np.zeros(_table_size(known.shape[0]), np.uint64)
-    zero = False
-    for i in range(known.shape[0]):
-        if known[i] == _EMPTY:
-            zero = True
-        else:
-            _insert(table, known[i])
-    n = 0
-    for i in range(values.shape[0]):
-        h = values[i]
-        if (h == _EMPTY and zero) or (h != _EMPTY and _contains(table, h)):
-            n += 1
-    return n
+    return count_in_table(values, distinct_set(known)[1])

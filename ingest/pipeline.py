@@ -29,7 +29,7 @@ from ingest import dataset as ds
 from ingest import parquet_parts
 from ingest import source as src
 from ingest.errors import InputError
-from ingest.framing import FORMATS, ChunkContext, conform_framed
+from ingest.framing import FORMATS, FRAMED_SCHEMA, ChunkContext, conform_framed
 from ingest.schema import KINDS, LINE_CATEGORIES, TABLES, conform
 
 HEAD_LINES = 200
@@ -330,7 +330,7 @@ class _Carry:
     stack_next_depth: int = 0
     # hashes of the previous chunk's event lines: duplicates are found within a window of two
     # chunks (~1M lines), which catches re-read buffers and glued copies close together
-    prev_hashes: pl.Series = field(default_factory=lambda: pl.Series([], dtype=pl.UInt64))
+    prev_table: np.ndarray | None = None  # (a hashset table)
 
 
 @dataclass
@@ -519,7 +519,7 @@ class _Mapped:
     """A chunk framed and mapped (its events and other_events already written)."""
 
     part: int
-    framed: pl.DataFrame
+    lines: dict[str, pl.DataFrame]  # the lines that are not events, by class (`_by_class`)
     ctx: ChunkContext  # the reader's context after this chunk
     n_events: int
     kinds: dict[str, int]  # events by kind
@@ -527,7 +527,8 @@ class _Mapped:
     map_rejects: pl.DataFrame
     ts: pl.DataFrame  # line, ts_ns, cpu of the timestamped event lines, in line order
     clock: pl.DataFrame  # per CPU: its first and last time stamp, and steps back in between
-    hashes: pl.Series  # of the event lines' text, each distinct value once
+    hashes: np.ndarray  # of the event lines' text, each distinct value once
+    hash_table: np.ndarray  # the hashset table holding them
     n_dup: int  # event lines whose text came earlier in this chunk
 
 
@@ -548,7 +549,8 @@ def _frame_map(
 
         t = frame_map_chunk(chunk, ctx, tid, mapping)
         n_rows = t.framed.height + t.n_event_lines
-        n_ev, framed, ts, hashes, n_dup = t.n_event_lines, t.framed, t.ts, t.hashes, t.n_dup
+        n_ev, framed, ts, n_dup = t.n_event_lines, t.framed, t.ts, t.n_dup
+        hashes, table = t.hashes, t.hash_table
         raw_events, raw_other, raw_rejects = t.events, t.other, t.rejects
     else:
         framed = conform_framed(frame(chunk.lines, chunk.first_line, ctx))
@@ -559,8 +561,11 @@ def _frame_map(
         n_ev = ev.height
         ts = ev.select("line", "ts_ns", "cpu").filter(pl.col("ts_ns").is_not_null())
         # hash every line, then pick the events' (gathering numbers, not strings)
-        hashes = chunk.lines.hash(seed=0).gather(ev.get_column("line") - chunk.first_line).unique()
-        n_dup = ev.height - hashes.len()
+        from ingest import hashset  # (numba: loaded when a chunk needs it)
+
+        every = chunk.lines.hash(seed=0).gather(ev.get_column("line") - chunk.first_line)
+        hashes, table = hashset.distinct_set(every.to_numpy())
+        n_dup = ev.height - len(hashes)
         framed = framed.filter(pl.col("cls") != "event")
     if n_rows != n:
         raise RuntimeError(
@@ -581,7 +586,7 @@ def _frame_map(
     kinds = events.get_column("kind").drop_nulls().value_counts()
     return _Mapped(
         part,
-        framed,
+        _by_class(framed),
         ctx,
         events.height,
         dict(kinds.iter_rows()),  # at most len(KINDS) rows
@@ -590,8 +595,16 @@ def _frame_map(
         ts,
         _clock(ts),
         hashes,
+        table,
         n_dup,
     )
+
+
+def _by_class(framed: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """A chunk's non-event lines split by class in one pass, in the worker (the commit, on the
+    main thread, filtered them once per class)."""
+    parts = framed.partition_by("cls", as_dict=True, maintain_order=True)
+    return {str(key[0]): rows for key, rows in parts.items()}
 
 
 def _clock(ts: pl.DataFrame) -> pl.DataFrame:
@@ -609,23 +622,30 @@ def _clock(ts: pl.DataFrame) -> pl.DataFrame:
 
 def _fix_leading_stacks(
     chunk: src.LineChunk, m: _Mapped, frame: Framer, ctx: ChunkContext
-) -> pl.DataFrame:
+) -> dict[str, pl.DataFrame]:
     """Attach the stack frames at the top of a chunk framed in parallel to the event before."""
-    framed = m.framed
+    lines = m.lines
+    stack = lines.get("stack")
     lead = pl.col("event_line") == _UNKNOWN_LINE
-    if ctx.last_event_line is not None:
-        framed = framed.with_columns(
+    if stack is None:
+        pass
+    elif ctx.last_event_line is not None:
+        stack = stack.with_columns(
             event_line=pl.when(lead)
             .then(pl.lit(ctx.last_event_line, pl.Int64))
             .otherwise(pl.col("event_line"))
         )
-    elif framed.select(lead.any()).item():
+        lines = {**lines, "stack": stack}
+    elif stack.select(lead.any()).item():
         # No event anywhere before: frame again in order, so that they become rejects.
         again = conform_framed(frame(chunk.lines, chunk.first_line, replace(ctx)))
-        framed = again.filter(pl.col("cls") != "event")
+        lines = _by_class(again.filter(pl.col("cls") != "event"))
     if m.ctx.last_event_line != _UNKNOWN_LINE:
         ctx.last_event_line = m.ctx.last_event_line
-    return framed
+    return lines
+
+
+_NO_LINES = pl.DataFrame(schema=FRAMED_SCHEMA)
 
 
 def _commit(
@@ -640,23 +660,24 @@ def _commit(
     tot: _Totals,
 ) -> None:
     """What depends on the chunks before, in file order: stacks, lost gaps, totals."""
-    framed = _fix_leading_stacks(chunk, m, frame, ctx) if parallel else m.framed
+    lines = _fix_leading_stacks(chunk, m, frame, ctx) if parallel else m.lines
+    none = _NO_LINES
     tot.total += chunk.n_lines
-    cls = pl.col("cls")
     tid_lit = pl.lit(tid, pl.String()).alias("trace_id")
-    rejects = pl.concat(
-        [conform(framed.filter(cls == "reject").with_columns(tid_lit), "rejects"), m.map_rejects]
-    ).sort("line")
-    stacks = _stacks(framed.filter(cls == "stack"), tid, carry)
+    rejects = lines.get("reject", none).with_columns(tid_lit)
+    if m.map_rejects.height:
+        rejects = pl.concat([conform(rejects, "rejects"), m.map_rejects]).sort("line")
+    rejects = conform(rejects, "rejects")
+    stacks = _stacks(lines.get("stack", none), tid, carry)
     ts = m.ts
-    lost_rows = framed.filter(cls == "lost")
+    lost_rows = lines.get("lost", none)
     lost = _lost(lost_rows, ts, tid, carry)
 
     writer.write("rejects", rejects, m.part)
     writer.write("stacks", stacks, m.part)
     writer.write("lost", lost, m.part)
 
-    n_comments = framed.filter(cls == "comment").height
+    n_comments = lines.get("comment", none).height
     n_lost = lost_rows.height
     if n_lost:
         known, unknown = lost_rows.select(
@@ -677,23 +698,23 @@ def _commit(
     for kind, n in m.kinds.items():
         tot.by_kind[kind] = tot.by_kind.get(kind, 0) + n
     _time_stats(m.clock, ts, carry, tot)
-    _duplicates(m.hashes, m.n_dup, carry, tot)
+    _duplicates(m, carry, tot)
 
 
-def _duplicates(hashes: pl.Series, n_dup: int, carry: _Carry, tot: _Totals) -> None:
+def _duplicates(m: _Mapped, carry: _Carry, tot: _Totals) -> None:
     """Event lines whose exact text came before (in this chunk or the previous one).
 
     The same line twice is the same event recorded twice (a re-read buffer, logs glued
     together): replay would count it twice, so it is a data-quality warning.
     """
-    tot.duplicates += n_dup
-    if hashes.len() == 0:
+    tot.duplicates += m.n_dup
+    if len(m.hashes) == 0:
         return
-    if carry.prev_hashes.len():
-        from ingest.hashset import count_in
+    if carry.prev_table is not None:
+        from ingest import hashset
 
-        tot.duplicates += count_in(hashes.to_numpy(), carry.prev_hashes.to_numpy())
-    carry.prev_hashes = hashes
+        tot.duplicates += hashset.count_in_table(m.hashes, carry.prev_table)
+    carry.prev_table = m.hash_table
 
 
 def _time_stats(clock: pl.DataFrame, ts: pl.DataFrame, carry: _Carry, tot: _Totals) -> None:
@@ -716,20 +737,18 @@ def _stacks(rows: pl.DataFrame, tid: str, carry: _Carry) -> pl.DataFrame:
     """Stack frames with their depth in their block (which may continue from the last chunk)."""
     if rows.height == 0:
         return pl.DataFrame(schema=TABLES["stacks"])
-    cont_line = carry.stack_event_line
-    cont_depth = carry.stack_next_depth
+    # a frame's depth: its place in the run of frames of one event (the rows are in line
+    # order, so each event's frames are one run), counted on from the last chunk's
+    ev = rows.get_column("event_line").to_numpy()
+    run = np.flatnonzero(np.concatenate([[True], ev[1:] != ev[:-1]]))
+    depth = np.arange(len(ev)) - np.repeat(run, np.diff(np.append(run, len(ev))))
+    if carry.stack_event_line is not None:
+        depth[ev == carry.stack_event_line] += carry.stack_next_depth
     out = rows.select(
         pl.lit(tid, pl.String()).alias("trace_id"),
         pl.col("event_line"),
         pl.col("line"),
-        (
-            pl.int_range(pl.len()).over("event_line")
-            + pl.when(pl.col("event_line") == pl.lit(cont_line, pl.Int64))
-            .then(cont_depth)
-            .otherwise(0)
-        )
-        .cast(pl.Int32)
-        .alias("depth"),
+        pl.Series("depth", depth, dtype=pl.Int32),
         pl.col("body").alias("frame"),
     )
     last = out.row(-1, named=True)

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.hashset import count_in, distinct
+from ingest.hashset import count_in, count_in_table, distinct, distinct_set
 
 # small values collide often; 0 (the table's empty slot) and the top value are edge cases
 _HASH = st.one_of(st.integers(0, 20), st.just(2**64 - 1), st.integers(0, 2**64 - 1))
@@ -19,3 +19,13 @@ def test_distinct_and_count_in_are_set_operations(a: list[int], b: list[int]) ->
     assert got.tolist() == list(dict.fromkeys(a))  # each once, in order of first appearance
     known = distinct(np.array(b, np.uint64))
     assert count_in(got, known) == len(set(a) & set(b))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_HASH, max_size=200), st.lists(_HASH, max_size=200))
+def test_a_distinct_sets_table_answers_membership(a: list[int], b: list[int]) -> None:
+    """The table `distinct_set` builds is what the next chunk probes (`count_in_table`)."""
+    values, table = distinct_set(np.array(b, np.uint64))
+    assert values.tolist() == list(dict.fromkeys(b))
+    probe = distinct(np.array(a, np.uint64))
+    assert count_in_table(probe, table) == len(set(a) & set(b))
