@@ -9,8 +9,7 @@ the line numbers stay true either way.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import polars as pl
 
 from ingest import dataset as ds
 from ingest.errors import PinscopeError
-from ingest.source import LineChunk, iter_line_chunks, open_source, sha256_of, sniff
+from ingest.source import LineChunk, hashed_chunks, iter_line_chunks, open_source, sha256_of, sniff
 
 RECONSTRUCTED = "(reconstructed)"
 
@@ -31,21 +30,6 @@ class Quote:
 
     def render(self) -> str:
         return f"{self.text} {RECONSTRUCTED}" if self.reconstructed else self.text
-
-
-def _hashed(chunks: Iterable[LineChunk], h: hashlib._Hash) -> Iterator[LineChunk]:
-    """The chunks, each hashed on a worker thread while the next is read and counted (sha256
-    releases the GIL): the chunks' bytes are the file's, in order, so quoting and verifying
-    take one pass, and the file stays seekable (no copy of each block's carried-over tail)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: Future[None] | None = None
-        for chunk in chunks:
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(h.update, memoryview(chunk.data)[: chunk.nbytes])
-            yield chunk
-        if pending is not None:
-            pending.result()
 
 
 def _pick(chunks: Iterable[LineChunk], wanted: pl.Series) -> dict[int, str]:
@@ -76,7 +60,7 @@ def _from_source(trace: dict, lines: list[int]) -> dict[int, str] | None:
         if sniff(path) == "plain":
             h = hashlib.sha256()
             with open(path, "rb") as f:
-                got = _pick(_hashed(iter_line_chunks(f), h), wanted)
+                got = _pick(hashed_chunks(iter_line_chunks(f), h), wanted)
             return got if h.hexdigest() == sha else None
         if sha256_of(path) != sha:
             return None

@@ -11,9 +11,9 @@ small `_Carry`. Finished traces are renamed into place and committed by the mani
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import shutil
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -224,37 +224,22 @@ def _ingest_one(
     before_kernels: Callable[[], None] | None,
 ) -> TraceSummary:
     existing = ds.traces(dataset)
-    hashing: ThreadPoolExecutor | None = None
     size = path.stat().st_size
+    sha: str | None = None
     if any(t.get("size") in (None, size) for t in existing):
         # It may be a trace already here: its identity decides what happens, so first.
-        sha: str | None = src.sha256_of(path)
-    else:
-        # No trace of this size, so none with this sha256: the file is hashed beside the
-        # ingest (hashlib releases the GIL) instead of in a pass of its own before it.
-        sha = None
-        hashing = ThreadPoolExecutor(1)
-    stop = threading.Event()
+        # (Otherwise none has this sha256, and the ingest's own pass hashes the file.)
+        sha = src.sha256_of(path)
+    same = [t for t in existing if t["sha256"] == sha]
+    if same and not replace and (trace_id is None or trace_id == same[0]["trace_id"]):
+        return TraceSummary(same[0]["trace_id"], path, "already", same[0])
+    tid = _choose_id(path, sha, existing, trace_id, replace)
+    tmp = ds.new_tmp_dir(dataset)
     try:
-        hashed = hashing.submit(src.sha256_of, path, stop) if hashing else None
-        same = [t for t in existing if t["sha256"] == sha]
-        if same and not replace and (trace_id is None or trace_id == same[0]["trace_id"]):
-            return TraceSummary(same[0]["trace_id"], path, "already", same[0])
-        tid = _choose_id(path, sha, existing, trace_id, replace)
-        tmp = ds.new_tmp_dir(dataset)
-        try:
-            entry = _write_trace(
-                path, tmp, tid, sha or "", fmt, mapping, kernel, progress, before_kernels
-            )
-            if hashed is not None:
-                entry["sha256"] = hashed.result()
-            replacing = _commit_trace(dataset, tmp, tid, entry, existing, mapping_file)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        entry = _write_trace(path, tmp, tid, sha, fmt, mapping, kernel, progress, before_kernels)
+        replacing = _commit_trace(dataset, tmp, tid, entry, existing, mapping_file)
     finally:
-        if hashing is not None:
-            stop.set()  # a failed ingest does not wait for the whole file to be hashed
-            hashing.shutdown(wait=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return TraceSummary(tid, path, "replaced" if replacing else "ingested", entry)
 
 
@@ -405,7 +390,7 @@ def _write_trace(
     path: Path,
     tmp: Path,
     tid: str,
-    sha: str,
+    sha: str | None,
     fmt: str | None,
     mapping: Any,
     kernel: str | None,
@@ -434,6 +419,12 @@ def _write_trace(
         parallel = fmt in _PARALLEL_FORMATS
         if before_kernels is not None and fmt in _COMPILED_FORMATS:
             before_kernels()
+        # Not hashed yet: a plain file's chunks are its bytes, hashed as they go by (one read
+        # of the file, not two); a compressed one is hashed after, in a pass over its fewer bytes.
+        file_hash = hashlib.sha256() if sha is None and source.container == "plain" else None
+        every = chain([first], chunks)
+        if file_hash is not None:
+            every = src.hashed_chunks(every, file_hash)
         k = 0
         with ThreadPoolExecutor(WORKERS if parallel else 1) as pool:
             # Chunks are framed and mapped WORKERS at a time and committed in file order. One
@@ -441,7 +432,7 @@ def _write_trace(
             # at once instead of idling while this thread commits and reads the next (that
             # bubble cost ~1/4 of each worker's time). Each commit frees its chunk.
             flight: deque[tuple[src.LineChunk, Future[_Mapped]]] = deque()
-            for chunk in _with_progress(chain([first], chunks), source, path, progress):
+            for chunk in _with_progress(every, source, path, progress):
                 local = replace(ctx, last_event_line=_UNKNOWN_LINE) if parallel else ctx
                 flight.append(
                     (chunk, pool.submit(_frame_map, chunk, k, frame, local, tid, mapping, writer))
@@ -464,6 +455,8 @@ def _write_trace(
             f"{accounted} (a reader or the mapper lost or invented rows)"
         )
     clock = ctx.extra.get("clock") or detect_clock(head, fmt)
+    if sha is None:
+        sha = file_hash.hexdigest() if file_hash is not None else src.sha256_of(path)
     return {
         "trace_id": tid,
         "source": str(path.resolve()),

@@ -16,8 +16,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -93,16 +93,11 @@ def _check_file(path: Path) -> None:
         raise InputError(f"{path}: is a directory, expected a trace file")
 
 
-def sha256_of(path: Path, stop: threading.Event | None = None) -> str:
-    """The file's identity in the manifest: re-ingesting the same bytes is a no-op.
-
-    `stop` lets a caller that hashes in the background give up early (returns "").
-    """
+def sha256_of(path: Path) -> str:
+    """The file's identity in the manifest: re-ingesting the same bytes is a no-op."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
-            if stop is not None and stop.is_set():
-                return ""
             h.update(block)
     return h.hexdigest()
 
@@ -343,6 +338,21 @@ def iter_line_chunks(stream: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator
     if tail:
         block = tail + b"\n"
         yield LineChunk(block, len(block), first_line, len(tail), 1)
+
+
+def hashed_chunks(chunks: Iterable[LineChunk], h: hashlib._Hash) -> Iterator[LineChunk]:
+    """The chunks, each hashed on a worker thread while the next is read (sha256 releases the
+    GIL). A plain file's chunks are its bytes, in order: whoever reads it in chunks gets its
+    sha256 from the same pass instead of reading it a second time."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[None] | None = None
+        for chunk in chunks:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(h.update, memoryview(chunk.data)[: chunk.nbytes])
+            yield chunk
+        if pending is not None:
+            pending.result()
 
 
 def head_lines(chunk: LineChunk, n: int) -> list[str]:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from analysis.evidence import _hashed, _pick
+from analysis.evidence import _pick
 from analysis.findings import FINDINGS_SCHEMA, RULE_COLUMNS
 from analysis.report import at_or_above, build_report, sort_findings
 from analysis.report_json import render_json
@@ -20,7 +20,7 @@ from analysis.report_text import render_text
 from analysis.rules import STAMP_FILE, analyze_dataset, read_findings
 from ingest.pipeline import ingest_files
 from ingest.simulate import simulate
-from ingest.source import iter_line_chunks
+from ingest.source import hashed_chunks, iter_line_chunks
 from replay.run import replay_dataset
 
 
@@ -115,7 +115,7 @@ def test_quoting_reads_and_hashes_the_file_in_one_pass(tmp_path, block):
     path.write_bytes(data)
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        got = _pick(_hashed(iter_line_chunks(f, block), h), pl.Series([1, 3, 4, 5]))
+        got = _pick(hashed_chunks(iter_line_chunks(f, block), h), pl.Series([1, 3, 4, 5]))
     assert h.hexdigest() == hashlib.sha256(data).hexdigest()
     assert got == {1: "a 1", 3: "x" * 150, 4: "", 5: "last"}
 
