@@ -401,7 +401,8 @@ def _write_trace(
     carry = _Carry()
     tot = _Totals()
     with src.open_source(path) as source:
-        chunks = src.iter_line_chunks(source.stream, src.BLOCK_SIZE)
+        plain = source.container == "plain"  # (the size of the text is known)
+        chunks = src.iter_line_chunks(source.stream, src.BLOCK_SIZE, source.size if plain else None)
         first = next(chunks, None)
         if first is None:
             if source.container not in ("plain", "dat"):
@@ -421,7 +422,7 @@ def _write_trace(
             before_kernels()
         # Not hashed yet: a plain file's chunks are its bytes, hashed as they go by (one read
         # of the file, not two); a compressed one is hashed after, in a pass over its fewer bytes.
-        file_hash = hashlib.sha256() if sha is None and source.container == "plain" else None
+        file_hash = hashlib.sha256() if sha is None and plain else None
         every = chain([first], chunks)
         if file_hash is not None:
             every = src.hashed_chunks(every, file_hash)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import io
 import json
 import lzma
 import os
@@ -415,3 +416,29 @@ def test_two_concurrent_ingests_both_commit(tmp_path: Path) -> None:
     per_copy = ingest_files([files[0]], tmp_path / "solo")[0].entry["lines"]["events"] // 10
     assert counts["len"].to_list() == [per_copy * 10, per_copy * 11]
     assert not list(d.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+def test_a_files_last_blocks_are_read_smaller(seekable: bool) -> None:
+    """With the size known, the last TAIL_BLOCKS blocks come in blocks TAIL_SPLIT times
+    smaller (the two workers then finish close together); the bytes and lines are the same."""
+    data = b"".join(b"line %d %s\n" % (i, b"x" * (i % 37)) for i in range(3000))
+    data += b"no final newline"
+
+    class Pipe(io.BytesIO):
+        def seekable(self) -> bool:
+            return seekable
+
+    plain = list(src.iter_line_chunks(Pipe(data), 4096))
+    tailed = list(src.iter_line_chunks(Pipe(data), 4096, size=len(data)))
+    for chunks in (plain, tailed):
+        assert b"".join(bytes(c.data[: c.nbytes]) for c in chunks) == data
+        assert sum(c.n_lines for c in chunks) == 3001
+    assert [c.first_line for c in tailed][:5] == [c.first_line for c in plain][:5]
+    sizes = [c.nbytes for c in tailed]
+    small = 4096 // src.TAIL_SPLIT + 64  # (a pipe's chunk also holds the line carried over)
+    k = len(sizes)  # where the run of small blocks at the end begins
+    while k and sizes[k - 1] <= small:
+        k -= 1
+    assert len(sizes) - k >= 3 and sum(sizes[k:]) > 4096 // 2 and sizes[k - 1] > 4096 // 2
+    assert max(c.nbytes for c in plain[-3:-1]) > 4096 // 2  # (without the size: whole blocks)
