@@ -66,6 +66,23 @@ def identify(narrow: pl.DataFrame, batch_rows: int | None = None) -> Pages:
 
 
 @dataclass
+class KeyColumns:
+    """A batch's identity columns as arrays (values and validity), for `IdentityPass.keys`."""
+
+    kind: np.ndarray
+    order: np.ndarray
+    pfn: np.ndarray
+    pfn_v: np.ndarray
+    ino: np.ndarray
+    ino_v: np.ndarray
+    index: np.ndarray
+    index_v: np.ndarray
+    dev: np.ndarray
+    dev_v: np.ndarray
+    refs: np.ndarray
+
+
+@dataclass
 class BatchKeys:
     """A batch between the two halves of IdentityPass.feed: its columns and dense key ids."""
 
@@ -108,33 +125,25 @@ class IdentityPass:
 
     def feed(self, narrow: pl.DataFrame) -> None:
         """The next events (IDENTITY_COLUMNS) in replay order."""
-        self.resolve_keys(self.keys(narrow))
+        self.resolve_keys(self.keys(columns(narrow)))
 
-    def keys(self, narrow: pl.DataFrame) -> BatchKeys:
-        """The first half of `feed`: a batch's columns as arrays and its keys as dense ids.
+    def keys(self, c: KeyColumns) -> BatchKeys:
+        """The first half of `feed`: a batch's keys as dense ids.
 
         It touches only the key tables, `resolve_keys` only the per-id and per-page rows, so
         a driver may take the next batch's keys on another thread while this batch resolves;
         batches must still go through each half in replay order."""
-        m = narrow.height
+        m = c.kind.shape[0]
         if self.keyed + m > self.n:
             raise ValueError("more events than the trace was said to hold")
-        kind = kind_codes(narrow.get_column("kind"))
-        order = as_arrays(narrow.get_column("folio_order"), pl.Int8)[0]
-        pfn, pfn_v = as_arrays(narrow.get_column("pfn"), pl.UInt64)
-        pfn_v &= kind != K.K_FORK  # a fork names no page
-        ino, ino_v = as_arrays(narrow.get_column("ino"), pl.UInt64)
-        index, index_v = as_arrays(narrow.get_column("index"), pl.UInt64)
-        dev, dev_v = as_arrays(narrow.get_column("dev"), pl.Int64)
-        self.orders = np.union1d(self.orders, order[pfn_v & (order > 0)]).astype(np.int64)
+        self.orders = np.union1d(self.orders, c.order[c.pfn_v & (c.order > 0)]).astype(np.int64)
         pid, hid, fid, qid = self._dense_ids(
-            pfn, pfn_v, ino, index, ino_v & index_v, dev, dev_v, kind
+            c.pfn, c.pfn_v, c.ino, c.index, c.ino_v & c.index_v, c.dev, c.dev_v, c.kind
         )
         self.keyed += m
         return BatchKeys(
-            kind, order, pid, hid, self.orders, fid, qid, dev, dev_v, ino, ino_v, index,
-            abs_refs(narrow.get_column("refs")),
-            (self.pfn_table[2], self.file_table[2], self.q_table[2]),
+            c.kind, c.order, pid, hid, self.orders, fid, qid, c.dev, c.dev_v, c.ino, c.ino_v,
+            c.index, c.refs, (self.pfn_table[2], self.file_table[2], self.q_table[2]),
         )  # fmt: skip
 
     def resolve_keys(self, b: BatchKeys) -> None:
@@ -240,6 +249,23 @@ def _page_table(
     )
     # a last, all-null row for pageless events
     return pl.concat([df, df.clear(1)])
+
+
+def columns(narrow: pl.DataFrame) -> KeyColumns:
+    """A batch's IDENTITY_COLUMNS as the arrays `IdentityPass.keys` reads."""
+    kind = kind_codes(narrow.get_column("kind"))
+    pfn, pfn_v = as_arrays(narrow.get_column("pfn"), pl.UInt64)
+    pfn_v &= kind != K.K_FORK  # a fork names no page
+    return KeyColumns(
+        kind,
+        as_arrays(narrow.get_column("folio_order"), pl.Int8)[0],
+        pfn,
+        pfn_v,
+        *as_arrays(narrow.get_column("ino"), pl.UInt64),
+        *as_arrays(narrow.get_column("index"), pl.UInt64),
+        *as_arrays(narrow.get_column("dev"), pl.Int64),
+        abs_refs(narrow.get_column("refs")),
+    )
 
 
 def as_arrays(s: pl.Series, dtype: pl.DataType) -> tuple[np.ndarray, np.ndarray]:

@@ -225,7 +225,10 @@ class _KeysAhead:
         return self
 
     def feed(self, batch: pl.DataFrame) -> None:
-        keys = self.pool.submit(self.ident.keys, batch)  # after the previous batch's keys
+        # The columns are unpacked here: the worker's half (dense ids) was the longer one, by
+        # about that much.
+        cols = identity.columns(batch)
+        keys = self.pool.submit(self.ident.keys, cols)  # after the previous batch's keys
         self._resolve_pending()
         self.pending = keys
 
