@@ -225,8 +225,7 @@ class _KeysAhead:
         return self
 
     def feed(self, batch: pl.DataFrame) -> None:
-        # The columns are unpacked here: the worker's half (dense ids) was the longer one, by
-        # about that much.
+        # unpacked here, not on the worker: its half (the dense ids) was the longer one
         cols = identity.columns(batch)
         keys = self.pool.submit(self.ident.keys, cols)  # after the previous batch's keys
         self._resolve_pending()
