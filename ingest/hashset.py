@@ -1,9 +1,10 @@
 """Distinct 64-bit line hashes and how many of them a previous set holds, compiled.
 
 The duplicate-line warning (pipeline._duplicates) needs, per chunk, the distinct hashes of its
-event lines and how many of them the previous chunk had. polars' unique and is_in took ~50 ms
+event lines and how many of them the chunks before had. polars' unique and is_in took ~50 ms
 per million lines (a sort, then a hash join); one open-addressing table does each in a pass,
-and the table a chunk's distinct hashes were found with is kept for the next chunk to probe.
+and the table a chunk's distinct hashes were found with is kept for the chunks after it
+to probe.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _contains(table: np.ndarray, h: np.uint64) -> bool:
 @nb.njit(cache=True, nogil=True)
 def distinct_set(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each value of hashes once, in order of first appearance, and the table that holds them
-    (for `count_in_table`: its last slot says whether 0 is among them)."""
+    (for `mark_in_table`: its last slot says whether 0 is among them)."""
     size = _table_size(hashes.shape[0])
     table = np.zeros(size + 1, np.uint64)
     slots = table[:size]
@@ -81,16 +82,23 @@ def distinct(hashes: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True)
-def count_in_table(values: np.ndarray, table: np.ndarray) -> int:
-    """How many entries of values (each distinct) a `distinct_set` table holds."""
+def mark_in_table(values: np.ndarray, table: np.ndarray, seen: np.ndarray) -> None:
+    """Set seen[i] where a `distinct_set` table holds values[i] (several tables: `seen` is
+    their union, each value counted once however many hold it)."""
     slots = table[: table.shape[0] - 1]
     zero = table[table.shape[0] - 1] != 0
-    n = 0
     for i in range(values.shape[0]):
         h = values[i]
         if (h == _EMPTY and zero) or (h != _EMPTY and _contains(slots, h)):
-            n += 1
-    return n
+            seen[i] = True
+
+
+@nb.njit(cache=True, nogil=True)
+def count_in_table(values: np.ndarray, table: np.ndarray) -> int:
+    """How many entries of values (each distinct) a `distinct_set` table holds."""
+    seen = np.zeros(values.shape[0], np.bool_)
+    mark_in_table(values, table, seen)
+    return int(seen.sum())
 
 
 @nb.njit(cache=True, nogil=True)

@@ -313,9 +313,10 @@ class _Carry:
     cpu_last: dict[int | None, int] = field(default_factory=dict)  # each CPU's last time stamp
     stack_event_line: int | None = None
     stack_next_depth: int = 0
-    # hashes of the previous chunk's event lines: duplicates are found within a window of two
-    # chunks (~1M lines), which catches re-read buffers and glued copies close together
-    prev_table: np.ndarray | None = None  # (a hashset table)
+    # the hash tables of the chunks before (and their bytes), back at least a block: duplicate
+    # lines are found that close together (~350k lines), which catches re-read buffers and
+    # glued copies, whatever size the chunks came in
+    prev_tables: deque[tuple[np.ndarray, int]] = field(default_factory=deque)
 
 
 @dataclass
@@ -692,10 +693,10 @@ def _commit(
     for kind, n in m.kinds.items():
         tot.by_kind[kind] = tot.by_kind.get(kind, 0) + n
     _time_stats(m.clock, ts, carry, tot)
-    _duplicates(m, carry, tot)
+    _duplicates(m, chunk.nbytes, carry, tot)
 
 
-def _duplicates(m: _Mapped, carry: _Carry, tot: _Totals) -> None:
+def _duplicates(m: _Mapped, nbytes: int, carry: _Carry, tot: _Totals) -> None:
     """Event lines whose exact text came before (in this chunk or the previous one).
 
     The same line twice is the same event recorded twice (a re-read buffer, logs glued
@@ -704,11 +705,17 @@ def _duplicates(m: _Mapped, carry: _Carry, tot: _Totals) -> None:
     tot.duplicates += m.n_dup
     if len(m.hashes) == 0:
         return
-    if carry.prev_table is not None:
+    if carry.prev_tables:
         from ingest import hashset
 
-        tot.duplicates += hashset.count_in_table(m.hashes, carry.prev_table)
-    carry.prev_table = m.hash_table
+        seen = np.zeros(len(m.hashes), np.bool_)
+        for table, _ in carry.prev_tables:
+            hashset.mark_in_table(m.hashes, table, seen)
+        tot.duplicates += int(seen.sum())
+    window = carry.prev_tables
+    window.append((m.hash_table, nbytes))
+    while sum(n for _, n in window) - window[0][1] >= src.BLOCK_SIZE:
+        window.popleft()
 
 
 def _time_stats(clock: pl.DataFrame, ts: pl.DataFrame, carry: _Carry, tot: _Totals) -> None:
