@@ -334,16 +334,16 @@ class _Totals:
 
 # How the dataset's parts are encoded (ingest/parquet_parts.py). Delta for the line numbers and
 # time stamps, which rise through a part (a few bits a row where plain takes 64). Dictionaries
-# only for the kinds and event names: pyarrow's dictionary encoder hashes every string, which
-# for comms, callers and the fields' keys cost more than zstd on their plain values (the parts
-# are a few percent bigger for it). Min/max statistics for the numbers (cheap, and what lets a
-# scan of a time or line range skip row groups) and the few-valued strings a query filters on,
-# not for comms, bodies and fields, where they cost the most and prune nothing. zstd at
-# pyarrow's level (1). Against polars' writer (zstd level 3, statistics on every column), on a
-# `simulate mixed` trace: a quarter less CPU; events parts 30% smaller, other_events parts a
-# third bigger (their comms, plain), the dataset 10% smaller.
+# for the few-valued strings but not the fields' keys: plain comms and callers saved 1-2% of an
+# ingest's CPU, but replay, which reads every column of `events`, read them 8% slower (with the
+# dictionaries it reads these parts 9% faster than polars'). Min/max statistics for the numbers
+# (cheap, and what lets a scan of a time or line range skip row groups) and the few-valued
+# strings a query filters on, not for comms, bodies and fields, where they cost the most and
+# prune nothing. zstd at pyarrow's level (1). Against polars' writer (zstd level 3, statistics
+# on every column), on a `simulate mixed` trace: a fifth less CPU to write; `events` parts a
+# third smaller, the dataset a sixth.
 PART_ROW_GROUP_ROWS = 262_144
-_DICTIONARY = ("kind", "event")
+_DICTIONARY = ("trace_id", "comm", "kind", "source_event", "caller", "event")
 _DELTA = ("line", "ts_ns", "event_line")
 _STRING_STATISTICS = ["trace_id", "kind", "event"]
 
