@@ -14,9 +14,12 @@ from pathlib import Path
 import polars as pl
 
 from ingest import dataset as ds
+from ingest.pipeline import write_dataset_part
 from ingest.schema import FORMAT_VERSION, conform
 
 W = 1  # FOLL_WRITE on 6.x
+# Events in a part of `events`: what a 48 MiB chunk of `simulate mixed` text holds (~190k).
+PART_EVENTS = 190_000
 
 # (kind, on a subpage pfn, file-only (no pfn), gup_flags)
 Step = tuple[str, bool, bool, int]
@@ -120,14 +123,15 @@ def synth(n: int, hazard_every: int = 1, trace_id: str = "bench") -> pl.DataFram
 
 
 def make_dataset(root: Path, n: int, hazard_every: int = 1) -> Path:
-    """A dataset of one synthetic trace written straight as `events` Parquet (no text ingest)."""
+    """A dataset of one synthetic trace written straight as `events` Parquet (no text ingest),
+    in parts as an ingest writes them: its encodings, and about a chunk's events a part."""
     root.mkdir(parents=True)
     d = ds.trace_dir(root, "events", "bench")
     d.mkdir(parents=True)
-    chunk = 2_000_000
+    chunk = PART_EVENTS
     ev = synth(n, hazard_every)
     for k in range(0, n, chunk):
-        ev.slice(k, chunk).write_parquet(d / f"part-{k // chunk:05d}.parquet")
+        write_dataset_part(ev.slice(k, chunk), d / f"part-{k // chunk:06d}.parquet")
     first, last = ev["ts_ns"].min(), ev["ts_ns"].max()
     del ev
     ds.write_manifest(
