@@ -1,4 +1,4 @@
-"""Distinct 64-bit line hashes and how many of them a previous set holds, compiled.
+"""Distinct 64-bit line hashes and which of them the sets before hold, compiled.
 
 The duplicate-line warning (pipeline._duplicates) needs, per chunk, the distinct hashes of its
 event lines and how many of them the chunks before had. polars' unique and is_in took ~50 ms
@@ -76,12 +76,6 @@ def distinct_set(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @nb.njit(cache=True, nogil=True)
-def distinct(hashes: np.ndarray) -> np.ndarray:
-    """Each value of hashes once, in order of first appearance."""
-    return distinct_set(hashes)[0]
-
-
-@nb.njit(cache=True, nogil=True)
 def mark_in_table(values: np.ndarray, table: np.ndarray, seen: np.ndarray) -> None:
     """Set seen[i] where a `distinct_set` table holds values[i] (several tables: `seen` is
     their union, each value counted once however many hold it)."""
@@ -91,17 +85,3 @@ def mark_in_table(values: np.ndarray, table: np.ndarray, seen: np.ndarray) -> No
         h = values[i]
         if (h == _EMPTY and zero) or (h != _EMPTY and _contains(slots, h)):
             seen[i] = True
-
-
-@nb.njit(cache=True, nogil=True)
-def count_in_table(values: np.ndarray, table: np.ndarray) -> int:
-    """How many entries of values (each distinct) a `distinct_set` table holds."""
-    seen = np.zeros(values.shape[0], np.bool_)
-    mark_in_table(values, table, seen)
-    return int(seen.sum())
-
-
-@nb.njit(cache=True, nogil=True)
-def count_in(values: np.ndarray, known: np.ndarray) -> int:
-    """How many entries of values (each distinct) are among known."""
-    return count_in_table(values, distinct_set(known)[1])

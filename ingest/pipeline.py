@@ -622,16 +622,14 @@ def _fix_leading_stacks(
     lines = m.lines
     stack = lines.get("stack")
     lead = pl.col("event_line") == _UNKNOWN_LINE
-    if stack is None:
-        pass
-    elif ctx.last_event_line is not None:
+    if stack is not None and ctx.last_event_line is not None:
         stack = stack.with_columns(
             event_line=pl.when(lead)
             .then(pl.lit(ctx.last_event_line, pl.Int64))
             .otherwise(pl.col("event_line"))
         )
         lines = {**lines, "stack": stack}
-    elif stack.select(lead.any()).item():
+    elif stack is not None and stack.select(lead.any()).item():
         # No event anywhere before: frame again in order, so that they become rejects.
         again = conform_framed(frame(chunk.lines, chunk.first_line, replace(ctx)))
         lines = _by_class(again.filter(pl.col("cls") != "event"))
@@ -656,23 +654,21 @@ def _commit(
 ) -> None:
     """What depends on the chunks before, in file order: stacks, lost gaps, totals."""
     lines = _fix_leading_stacks(chunk, m, frame, ctx) if parallel else m.lines
-    none = _NO_LINES
     tot.total += chunk.n_lines
     tid_lit = pl.lit(tid, pl.String()).alias("trace_id")
-    rejects = lines.get("reject", none).with_columns(tid_lit)
+    rejects = conform(lines.get("reject", _NO_LINES).with_columns(tid_lit), "rejects")
     if m.map_rejects.height:
-        rejects = pl.concat([conform(rejects, "rejects"), m.map_rejects]).sort("line")
-    rejects = conform(rejects, "rejects")
-    stacks = _stacks(lines.get("stack", none), tid, carry)
+        rejects = pl.concat([rejects, m.map_rejects]).sort("line")
+    stacks = _stacks(lines.get("stack", _NO_LINES), tid, carry)
     ts = m.ts
-    lost_rows = lines.get("lost", none)
+    lost_rows = lines.get("lost", _NO_LINES)
     lost = _lost(lost_rows, ts, tid, carry)
 
     writer.write("rejects", rejects, m.part)
     writer.write("stacks", stacks, m.part)
     writer.write("lost", lost, m.part)
 
-    n_comments = lines.get("comment", none).height
+    n_comments = lines.get("comment", _NO_LINES).height
     n_lost = lost_rows.height
     if n_lost:
         known, unknown = lost_rows.select(

@@ -329,8 +329,7 @@ def iter_line_chunks(
     consumed = 0  # bytes of the stream in chunks so far
     small = max(block_size // TAIL_SPLIT, 1)
     while True:
-        left = None if size is None else size - consumed
-        near_end = left is not None and left <= TAIL_BLOCKS * block_size
+        near_end = size is not None and size - consumed <= TAIL_BLOCKS * block_size
         data = read_full(stream, small if near_end else block_size)
         if not data:
             break
