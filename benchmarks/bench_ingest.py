@@ -314,7 +314,7 @@ def main() -> None:
 
     rows = [
         ("(a) line split (polars)", split_s, split_cpu),
-        (f"(b) per-line Python ingest (scaled from {base_n:,})", base_s, base_cpu),
+        (f"(b) per-line Python ingest, from {base_n:,}", base_s, base_cpu),
         ("(b0) its parsing alone, a lower bound", parse_s, parse_cpu),
         ("(c) ingest_files -> Parquet", ingest_s, ingest_cpu),
     ]
