@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
@@ -127,6 +130,13 @@ def _event_row(line_no: int, head: tuple, ev: str, kind: str, body: str) -> tupl
             new_pfn)  # fmt: skip
 
 
+@contextmanager
+def _first_lines(path: Path, max_lines: int) -> Iterator[Iterator[tuple[int, str]]]:
+    """(line number, text) of the file's first `max_lines` lines, as Python reads them."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        yield ((n, raw.rstrip("\n")) for n, raw in islice(enumerate(f, 1), max_lines))
+
+
 class _Table:
     """Rows of one table, written to one Parquet file BATCH_ROWS at a time."""
 
@@ -167,12 +177,8 @@ def ingest(path: Path, out: Path, max_lines: int) -> tuple[float, float, dict[st
     }
     comments = n = 0
     event_line, depth = None, 0
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, raw in enumerate(f, 1):
-            if n > max_lines:
-                n -= 1
-                break
-            line = raw.rstrip("\n")
+    with _first_lines(path, max_lines) as lines:
+        for n, line in lines:
             if line.startswith(" => ") and event_line is not None:
                 depth += 1
                 tables["stack"].add((event_line, n, depth, line[4:]))
@@ -229,12 +235,8 @@ def parse_only(path: Path, max_lines: int) -> tuple[float, float, int]:
     per column, nothing written."""
     t, c = time.perf_counter(), time.process_time()
     events, other, n = [], [], 0
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, raw in enumerate(f, 1):
-            if n > max_lines:
-                n -= 1
-                break
-            line = raw.rstrip("\n")
+    with _first_lines(path, max_lines) as lines:
+        for n, line in lines:  # noqa: B007  (the last n is the count)
             if not line or line.startswith("#"):
                 continue
             m = _LINE.match(line)
