@@ -307,9 +307,11 @@ class TraceReplay:
         closed = pending.get_column("span").is_in(spans.implode())
         mine = pending.filter(closed)
         self.holders = [pending.filter(~closed)]
+        # by span, stably (each span's holders stay in the order they came): the group_by then
+        # finds its groups on a sorted key; the spans' order is the join's business
         return (
-            _first_distinct(mine)
-            .group_by("span", maintain_order=True)
+            _first_distinct(mine.sort("span", maintain_order=True))
+            .group_by("span")
             .agg(pl.struct("pid", "comm", "caller").alias("holders"))
         )
 
