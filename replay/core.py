@@ -29,6 +29,12 @@ _POOL_ROWS = 1 << 14
 _POOL_ROWS_PER_PAGE = 1  # most pages hold a span (cached, at least): start the pool that big
 _OUT_ROWS = 1 << 18
 _IDENTITY_ROWS = 1 << 22
+# Events per state batch of an in-memory replay (None: all at once); tests shrink it so that
+# spans and their holders cross batches as they do in the driver's.
+_STATE_ROWS: int | None = None
+# Holder rows of still-open spans carried from batch to batch before they are deduplicated
+# (then again once they have doubled): what bounds them for a span pinned over and over.
+_HOLDERS_CARRIED = 1 << 20
 
 
 @dataclass
@@ -72,9 +78,11 @@ def replay_events(
             trace_start_ts=start,
             trace_end_ts=end,
         )
-        pe, iv = tr.batch(one).tables()
-        pes.append(pe)
-        ivs.extend([iv, tr.finish()])
+        for part in one.iter_slices(_STATE_ROWS or max(one.height, 1)):
+            pe, iv = tr.batch(part).tables()
+            pes.append(pe)
+            ivs.append(iv)
+        ivs.append(tr.finish())
     if not pes:
         return ReplayResult(
             pl.DataFrame(schema=PAGE_EVENTS_SCHEMA),
@@ -137,6 +145,7 @@ class TraceReplay:
         self.out_u = np.zeros((_OUT_ROWS, K.N_SP_U8), np.uint8)
         self.hold = np.zeros((_OUT_ROWS, 2), np.int64)
         self.holders: list[pl.DataFrame] = []
+        self.holders_bound = _HOLDERS_CARRIED
 
     def _grow_pool(self) -> None:
         old = self.pool_i.shape[0]
@@ -209,9 +218,10 @@ class TraceReplay:
             pl.col("pid").cast(pl.Int32).gather(hold[:, 1]),
             pl.col("comm", "caller").cast(pl.String).gather(hold[:, 1]),
         ).with_columns(pl.Series("span", hold[:, 0]))
-        # deduplicated as they come, and once more per span when it closes (take_holders):
-        # a span open over many batches must not make each batch re-scan all its rows
-        self.holders.append(_first_distinct(who.select(_HOLDER_ROWS.keys())))
+        # deduplicated when their span closes, and those of open spans when they pile up
+        # (take_holders): most spans close within a few batches, and hashing each batch's rows
+        # as they came cost a twentieth of the state pass
+        self.holders.append(who.select(_HOLDER_ROWS.keys()))
         out_i, out_u = np.concatenate(spans_i), np.concatenate(spans_u)
         return Batch(self, ev, slot, at, ev_i, ev_u, ev_x, out_i, out_u, self._holders_of(out_i))
 
@@ -306,7 +316,11 @@ class TraceReplay:
         pending = pl.concat(self.holders) if self.holders else pl.DataFrame(schema=_HOLDER_ROWS)
         closed = pending.get_column("span").is_in(spans.implode())
         mine = pending.filter(closed)
-        self.holders = [pending.filter(~closed)]
+        carried = pending.filter(~closed)
+        if carried.height > self.holders_bound:
+            carried = _first_distinct(carried)
+            self.holders_bound = max(2 * carried.height, _HOLDERS_CARRIED)
+        self.holders = [carried]
         # by span, stably (each span's holders stay in the order they came): the group_by then
         # finds its groups on a sorted key; the spans' order is the join's business
         return (

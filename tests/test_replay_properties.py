@@ -139,8 +139,9 @@ def test_core_equals_reference_lifecycles(events, gaps):
 def test_core_equals_reference_when_every_buffer_overflows(events, gaps):
     """The kernels' capacities set to a few rows: the open-span pool grows on the first span,
     a state-pass call stops and resumes every couple of spans or holders, the hash tables and
-    per-page arrays grow from two rows, and identity is fed three events at a time. Growth and
-    batching must not change a single value."""
+    per-page arrays grow from two rows, identity is fed three events at a time and the state
+    pass four, and the holders of spans still open are deduplicated once more than two. Growth
+    and batching must not change a single value."""
     ev, lost = _frames(events, gaps)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(core, "_POOL_ROWS", 6)
@@ -148,4 +149,6 @@ def test_core_equals_reference_when_every_buffer_overflows(events, gaps):
         mp.setattr(core, "_OUT_ROWS", 7)
         mp.setattr(identity, "_TABLE_ROWS", 2)
         mp.setattr(core, "_IDENTITY_ROWS", 3)
+        mp.setattr(core, "_STATE_ROWS", 4)
+        mp.setattr(core, "_HOLDERS_CARRIED", 2)
         check_same(ev, lost, "6.8.0")
