@@ -213,7 +213,7 @@ class TraceReplay:
             if self.counters[0] < K.N_STATES:
                 self._grow_pool()
         self.row += n
-        hold = np.concatenate(holds)
+        hold = _joined(holds)
         who = ev.select(
             pl.col("pid").cast(pl.Int32).gather(hold[:, 1]),
             pl.col("comm", "caller").cast(pl.String).gather(hold[:, 1]),
@@ -222,7 +222,7 @@ class TraceReplay:
         # (take_holders): most spans close within a few batches, and hashing each batch's rows
         # as they came cost a twentieth of the state pass
         self.holders.append(who.select(_HOLDER_ROWS.keys()))
-        out_i, out_u = np.concatenate(spans_i), np.concatenate(spans_u)
+        out_i, out_u = _joined(spans_i), _joined(spans_u)
         return Batch(self, ev, slot, at, ev_i, ev_u, ev_x, out_i, out_u, self._holders_of(out_i))
 
     def finish(self) -> pl.DataFrame:
@@ -328,6 +328,11 @@ class TraceReplay:
             .group_by("span")
             .agg(pl.struct("pid", "comm", "caller").alias("holders"))
         )
+
+
+def _joined(chunks: list[np.ndarray]) -> np.ndarray:
+    """The chunks (copies already) as one array, without a second copy of the usual one."""
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
 def _first_distinct(df: pl.DataFrame) -> pl.DataFrame:
