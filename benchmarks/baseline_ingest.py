@@ -225,9 +225,9 @@ def ingest(path: Path, out: Path, max_lines: int) -> tuple[float, float, dict[st
                 tables["events"].add(row)
     for table in tables.values():
         table.close()
-    lines = {name: table.total for name, table in tables.items()}
-    lines["comments"] = comments
-    return time.perf_counter() - t, time.process_time() - c, lines
+    accounting = {name: table.total for name, table in tables.items()}
+    accounting["comments"] = comments
+    return time.perf_counter() - t, time.process_time() - c, accounting
 
 
 def parse_only(path: Path, max_lines: int) -> tuple[float, float, int]:
