@@ -20,8 +20,11 @@ from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ingest.schema import TABLES
 
 BATCH_ROWS = 200_000
 
@@ -54,44 +57,23 @@ _KINDS = {
 }
 _RELEASES = ("unpin", "put")
 
-EVENT_TYPES = {
-    "line": pa.int64(),
-    "ts_ns": pa.int64(),
-    "cpu": pa.int16(),
-    "pid": pa.int32(),
-    "comm": pa.string(),
-    "kind": pa.string(),
-    "source_event": pa.string(),
-    "pfn": pa.uint64(),
-    "folio_order": pa.uint8(),
-    "dev": pa.uint32(),
-    "ino": pa.uint64(),
-    "index": pa.uint64(),
-    "refs": pa.int32(),
-    "count": pa.int32(),
-    "gup_flags": pa.uint32(),
-    "caller": pa.string(),
-    "new_pfn": pa.uint64(),
-}
-_FIELD = pa.struct([("key", pa.string()), ("value", pa.string())])
-OTHER_TYPES = {
-    "line": pa.int64(),
-    "ts_ns": pa.int64(),
-    "cpu": pa.int16(),
-    "pid": pa.int32(),
-    "comm": pa.string(),
-    "event": pa.string(),
-    "body": pa.string(),
-    "fields": pa.list_(_FIELD),
-}
-STACK_TYPES = {
-    "event_line": pa.int64(),
-    "line": pa.int64(),
-    "depth": pa.int32(),
-    "frame": pa.string(),
-}
-LOST_TYPES = {"line": pa.int64(), "cpu": pa.int16(), "lost_events": pa.int64(), "text": pa.string()}
-REJECT_TYPES = {"line": pa.int64(), "reason": pa.string(), "text": pa.string()}
+
+def _types(table: str, *, leave_out: tuple[str, ...] = ()) -> dict[str, pa.DataType]:
+    """A canonical table's columns (ingest/schema.py) as Arrow types, less trace_id and those
+    the baseline leaves out; the kind enum as plain strings."""
+    schema = {
+        c: pl.String() if c == "kind" else t
+        for c, t in TABLES[table].items()
+        if c not in ("trace_id", *leave_out)
+    }
+    return dict(zip(schema, pl.DataFrame(schema=schema).to_arrow().schema.types, strict=True))
+
+
+EVENT_TYPES = _types("events", leave_out=("tgid",))
+OTHER_TYPES = _types("other_events", leave_out=("tgid",))
+STACK_TYPES = _types("stacks")
+LOST_TYPES = _types("lost", leave_out=("gap_start_ts_ns", "gap_end_ts_ns"))
+REJECT_TYPES = _types("rejects")
 
 
 def _int(d: dict[str, str], key: str, base: int = 0) -> int | None:
