@@ -66,14 +66,21 @@ def write_part(
     statistics: Iterable[str] = (),
 ) -> None:
     """One part file. Columns not named in `dictionary` are written plain, those in `delta`
-    DELTA_BINARY_PACKED (integers that rise through the part), and only those in `statistics`
-    carry min/max. Names inside nested columns are dotted Parquet paths
-    (`fields.list.element.key`); names not in the frame are ignored."""
+    DELTA_BINARY_PACKED (integers that rise through the part, or stay within a few bits of the
+    value before), and only those in `statistics` carry min/max. Names inside nested columns
+    are dotted Parquet paths (`fields.list.element.key`); names not in the frame are ignored.
+
+    Booleans are bit-packed PLAIN: with version 2 data pages pyarrow's default for them is
+    RLE, which cost a quarter more CPU to write (8 boolean columns of a 500k-row page_events
+    part: 26 → 20 ms) for about the same bytes once compressed."""
     table = _required_where_full(arrow_for_parquet(df))
     names = set(table.column_names)
 
     def present(cols: Iterable[str]) -> list[str]:
         return [c for c in cols if c.split(".", 1)[0] in names]
+
+    encoding = dict.fromkeys(present(delta), "DELTA_BINARY_PACKED")
+    encoding.update((f.name, "PLAIN") for f in table.schema if pa.types.is_boolean(f.type))
 
     pq.write_table(
         table,
@@ -82,7 +89,7 @@ def write_part(
         row_group_size=row_group_rows,
         use_dictionary=present(dictionary),
         write_statistics=present(statistics),
-        column_encoding=dict.fromkeys(present(delta), "DELTA_BINARY_PACKED"),
+        column_encoding=encoding,
         data_page_version="2.0",
         write_batch_size=min(WRITE_BATCH_ROWS, row_group_rows),
     )
