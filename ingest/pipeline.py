@@ -333,7 +333,9 @@ class _Totals:
 
 
 # How the dataset's parts are encoded (ingest/parquet_parts.py). Delta for the line numbers and
-# time stamps, which rise through a part (a few bits a row where plain takes 64). Dictionaries
+# time stamps, which rise through a part (a few bits a row where plain takes 64), and for pfns,
+# inodes and page indexes, whose deltas are no wider than their values (on a `simulate mixed`
+# trace, `events` parts a fifth smaller and 6% less CPU to write, read as fast). Dictionaries
 # for the few-valued strings but not the fields' keys: plain comms and callers saved 1-2% of an
 # ingest's CPU, but replay, which reads every column of `events`, read them 8% slower (with the
 # dictionaries it reads these parts 9% faster than polars'). Min/max statistics for the numbers
@@ -344,7 +346,7 @@ class _Totals:
 # third smaller, the dataset a sixth.
 PART_ROW_GROUP_ROWS = 262_144
 _DICTIONARY = ("trace_id", "comm", "kind", "source_event", "caller", "event")
-_DELTA = ("line", "ts_ns", "event_line")
+_DELTA = ("line", "ts_ns", "event_line", "pfn", "new_pfn", "ino", "index")
 _STRING_STATISTICS = ["trace_id", "kind", "event"]
 
 
