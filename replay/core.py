@@ -282,7 +282,8 @@ class TraceReplay:
             [ev, state, page.select(pl.all().name.prefix("_pg_")), *buffers], how="horizontal"
         )
         return pe.select(
-            *[c for c in EVENTS_SCHEMA if c not in ("pfn", "dev", "ino", "index")],
+            pl.lit(self.trace_id, pl.String).alias("trace_id"),
+            *[c for c in EVENTS_SCHEMA if c not in ("trace_id", "pfn", "dev", "ino", "index")],
             pl.col("pfn").alias("event_pfn"),
             pl.col("_pg_pfn").alias("pfn"),
             *[
@@ -357,7 +358,8 @@ class Batch:
 
     def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(page_events, intervals of the spans that closed in this batch)."""
-        ev, slot = self.ev, self.slot
+        # trace_id is the trace's own on every row: set, not gathered (a string column)
+        ev, slot = self.ev.drop("trace_id"), self.slot
         if self.at is not None:
             ev, slot = ev.gather(self.at), slot[self.at]
         pe = self.trace._page_events(ev, slot, self.ev_i, self.ev_u, self.ev_x)
