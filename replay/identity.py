@@ -7,6 +7,7 @@ and `infer_pass` collects what initial-state inference needs, batch by batch (Id
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -266,6 +267,14 @@ def columns(narrow: pl.DataFrame) -> KeyColumns:
         *as_arrays(narrow.get_column("dev"), pl.Int64),
         abs_refs(narrow.get_column("refs")),
     )
+
+
+def warm_up() -> None:
+    """Numba sets itself up on a process's first compiled call (~0.14 s, once per process,
+    with the kernels loaded from its cache): a driver makes that call on a thread while it
+    reads its first events, so that the identity pass does not wait for it."""
+    with contextlib.suppress(Exception):  # the real first call reports any error
+        as_arrays(pl.Series([0, None], dtype=pl.UInt64), pl.UInt64)
 
 
 def as_arrays(s: pl.Series, dtype: pl.DataType) -> tuple[np.ndarray, np.ndarray]:

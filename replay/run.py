@@ -23,6 +23,7 @@ import hashlib
 import json
 import resource
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -132,6 +133,8 @@ def replay_dataset(
         shutil.rmtree(derived / "findings", ignore_errors=True)
         totals = {"events": 0, "page_events": 0, "intervals": 0, "parts": 0}
         stages: dict[str, dict[str, float]] = {}
+        warming = threading.Thread(target=identity.warm_up, name="pinscope-warm-up", daemon=True)
+        warming.start()
         with (
             ds.atomic_dir(dataset, f"{ds.DERIVED}/page_events") as pe_dir,
             ds.atomic_dir(dataset, f"{ds.DERIVED}/intervals") as iv_dir,
@@ -141,6 +144,7 @@ def replay_dataset(
                 for k, v in counts.items():
                     totals[k] += v
         ds.write_json(derived / STAMP, {"fingerprint": fingerprint(traces), **totals})
+        warming.join()
     return ReplaySummary(
         dataset, True, len(traces), totals["events"], totals["page_events"],
         totals["intervals"], totals["parts"], time.perf_counter() - t0, stages,
