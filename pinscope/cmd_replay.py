@@ -23,6 +23,16 @@ def register(app: typer.Typer) -> None:
         force: Annotated[
             bool, typer.Option("--force", help="Rebuild even if derived/ is up to date.")
         ] = False,
+        buckets: Annotated[
+            int | None,
+            typer.Option(
+                "--buckets",
+                min=1,
+                help="Split each trace's pages into N buckets, each replayed in a pass of its "
+                "own: less memory, one more read of the events each. Default: 1, more only "
+                "where the pages' state would pass a quarter of the machine's memory.",
+            ),
+        ] = None,
     ) -> None:
         """Replay every page's life: per-event state (page_events) and state spans (intervals)."""
         with user_errors(), disk_errors(dataset):
@@ -31,7 +41,7 @@ def register(app: typer.Typer) -> None:
                 collect_garbage(dataset)  # scratch of a replay killed earlier
                 if force or not is_fresh(dataset):
                     announce_compile()
-                s = replay_dataset(dataset, force=force)
+                s = replay_dataset(dataset, force=force or buckets is not None, buckets=buckets)
         out = Console(highlight=False, soft_wrap=True)
         if not s.rebuilt:
             out.print(
@@ -40,8 +50,9 @@ def register(app: typer.Typer) -> None:
             )
             return
         rate = s.events / s.seconds if s.seconds > 0 else 0.0
+        in_buckets = f" in {s.buckets} page buckets" if s.buckets > 1 else ""
         out.print(
-            f"replayed {s.traces} trace(s), {s.events:,} events in {s.parts} part(s): "
+            f"replayed {s.traces} trace(s){in_buckets}, {s.events:,} events in {s.parts} part(s): "
             f"{s.page_events:,} page_events, {s.intervals:,} intervals "
             f"in {s.seconds:.2f}s ({rate:,.0f} events/s) → {s.dataset}/derived"
         )

@@ -57,8 +57,10 @@ def replay_events(
     kernel: str | None,
     trace_start_ts: int | None = None,
     trace_end_ts: int | None = None,
+    buckets: int = 1,
 ) -> ReplayResult:
-    """Replay events (one or more traces, all of the same kernel) held in memory.
+    """Replay events (one or more traces, all of the same kernel) held in memory; with
+    `buckets`, each trace's pages in that many buckets, one state pass each.
 
     page_events come in (trace, seq) order.
     """
@@ -70,19 +72,26 @@ def replay_events(
         one = one.with_columns(pl.int_range(one.height, dtype=pl.Int64).alias("seq"))
         start = trace_start_ts if trace_start_ts is not None else one["ts_ns"].min()
         end = trace_end_ts if trace_end_ts is not None else one["ts_ns"].max()
-        tr = TraceReplay(
-            tid,
-            identity.identify(one.select(identity.IDENTITY_COLUMNS), _IDENTITY_ROWS),
-            lost_df.filter(pl.col("trace_id").eq_missing(tid)),
-            kernel=kernel,
-            trace_start_ts=start,
-            trace_end_ts=end,
-        )
-        for part in one.iter_slices(_STATE_ROWS or max(one.height, 1)):
-            pe, iv = tr.batch(part).tables()
-            pes.append(pe)
-            ivs.append(iv)
-        ivs.append(tr.finish())
+        pages = identity.identify(one.select(identity.IDENTITY_COLUMNS), _IDENTITY_ROWS)
+        trace_pes = []
+        for b in range(buckets):
+            mine = one
+            if buckets > 1:
+                mine = one.filter(pl.Series(identity.in_bucket(pages.slot, b, buckets)))
+            tr = TraceReplay(
+                tid,
+                pages if buckets == 1 else identity.bucket(pages, b, buckets),
+                lost_df.filter(pl.col("trace_id").eq_missing(tid)),
+                kernel=kernel,
+                trace_start_ts=start,
+                trace_end_ts=end,
+            )
+            for part in mine.iter_slices(_STATE_ROWS or max(mine.height, 1)):
+                pe, iv = tr.batch(part).tables()
+                trace_pes.append(pe)
+                ivs.append(iv)
+            ivs.append(tr.finish())
+        pes.append(pl.concat(trace_pes).sort("seq") if buckets > 1 else pl.concat(trace_pes))
     if not pes:
         return ReplayResult(
             pl.DataFrame(schema=PAGE_EVENTS_SCHEMA),

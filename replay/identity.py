@@ -57,6 +57,24 @@ class Pages:
     table: pl.DataFrame
 
 
+def in_bucket(slot: np.ndarray, b: int, buckets: int) -> np.ndarray:
+    """Which of these events (by page slot) bucket b of `buckets` replays: those of its pages
+    (slot ≡ b mod buckets), and in bucket 0 the pageless ones too."""
+    mine = (slot >= 0) & (slot % buckets == b)
+    return mine | (slot < 0) if b == 0 else mine
+
+
+def bucket(pages: Pages, b: int, buckets: int) -> Pages:
+    """Bucket b of `buckets`: its pages (slots b, b + buckets, …, renumbered 0, 1, …) and the
+    page slots of its events (`in_bucket`), in replay order. A page's state depends on its own
+    events only, so each bucket's state pass needs nothing of the others' (docs/replay.md)."""
+    mine = pages.slot[in_bucket(pages.slot, b, buckets)]
+    slot = np.where(mine >= 0, mine // buckets, -1).astype(np.int32)
+    rows = np.arange(b, pages.pg_i.shape[0], buckets)
+    table = pages.table[np.append(rows, pages.table.height - 1)]  # the all-null row stays last
+    return Pages(slot, pages.pg_i[rows], pages.pg_u[rows], table)
+
+
 def identify(narrow: pl.DataFrame, batch_rows: int | None = None) -> Pages:
     """Resolve a trace's events (IDENTITY_COLUMNS, in replay order) to pages, batch_rows at a
     time (default: at once)."""
@@ -207,7 +225,7 @@ class IdentityPass:
         return pid, hid, fid, qid
 
     def pages(self) -> Pages:
-        """The trace's pages, once every event has been fed."""
+        """The trace's pages, once every event has been fed; this ends the pass."""
         if self.row != self.n:
             raise ValueError(f"identity saw {self.row} of {self.n} events")
         n_pages = self.n_pages
@@ -215,6 +233,9 @@ class IdentityPass:
         pg_i, pg_u, ppfn, pino, pindex = K.page_rows(
             self.resolve[4][:n_pages], self.acc[:n_pages], first[:n_pfn]
         )
+        # the pass is over: its key tables and per-id and per-page rows (~200 bytes a page)
+        # go now, not when the driver drops the pass, before the state pass allocates its own
+        del self.acc, self.resolve, self.pfn_table, self.file_table, self.q_table
         return Pages(self.slot, pg_i, pg_u, _page_table(pg_i, pg_u, ppfn, pino, pindex))
 
 

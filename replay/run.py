@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
+import os
 import resource
 import shutil
 import threading
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from ingest import dataset as ds
@@ -74,6 +77,7 @@ class ReplaySummary:
     seconds: float
     # per stage: wall and process CPU seconds, and the process's peak RSS (MiB) at its end
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    buckets: int = 1  # page buckets per trace (the most any trace took)
 
 
 @contextlib.contextmanager
@@ -113,9 +117,16 @@ def is_fresh(dataset: Path) -> bool:
 
 
 def replay_dataset(
-    dataset: Path, *, force: bool = False, batch_rows: int = BATCH_ROWS
+    dataset: Path,
+    *,
+    force: bool = False,
+    batch_rows: int = BATCH_ROWS,
+    buckets: int | None = None,
 ) -> ReplaySummary:
-    """Build derived/ (page_events, intervals) unless it is fresh; drops stale findings."""
+    """Build derived/ (page_events, intervals) unless it is fresh; drops stale findings.
+
+    `buckets` splits each trace's pages into that many buckets, each replayed in a state pass
+    of its own (less memory, one more read of the events each); None: `state_buckets`."""
     t0 = time.perf_counter()
     dataset = ds.require_dataset(Path(dataset))
     with ds.lock(dataset):
@@ -131,7 +142,7 @@ def replay_dataset(
         # Nothing derived survives a rebuild half-done: the stamp goes first, findings too.
         (derived / STAMP).unlink(missing_ok=True)
         shutil.rmtree(derived / "findings", ignore_errors=True)
-        totals = {"events": 0, "page_events": 0, "intervals": 0, "parts": 0}
+        totals = {"events": 0, "page_events": 0, "intervals": 0, "parts": 0, "buckets": 0}
         stages: dict[str, dict[str, float]] = {}
         warming = threading.Thread(target=identity.warm_up, name="pinscope-warm-up", daemon=True)
         warming.start()
@@ -140,14 +151,15 @@ def replay_dataset(
             ds.atomic_dir(dataset, f"{ds.DERIVED}/intervals") as iv_dir,
         ):
             for t in traces:
-                counts = _replay_trace(dataset, t, pe_dir, iv_dir, batch_rows, stages)
+                counts = _replay_trace(dataset, t, pe_dir, iv_dir, batch_rows, buckets, stages)
                 for k, v in counts.items():
-                    totals[k] += v
+                    totals[k] = max(totals[k], v) if k == "buckets" else totals[k] + v
         ds.write_json(derived / STAMP, {"fingerprint": fingerprint(traces), **totals})
         warming.join()
     return ReplaySummary(
         dataset, True, len(traces), totals["events"], totals["page_events"],
         totals["intervals"], totals["parts"], time.perf_counter() - t0, stages,
+        totals["buckets"],
     )  # fmt: skip
 
 
@@ -157,29 +169,58 @@ def _replay_trace(
     pe_dir: Path,
     iv_dir: Path,
     batch_rows: int,
+    buckets: int | None,
     stages: dict[str, dict[str, float]],
 ) -> dict[str, int]:
     tid = trace["trace_id"]
     events = ds.scan(dataset, "events").filter(pl.col("trace_id") == tid)
     lost = ds.scan(dataset, "lost").filter(pl.col("trace_id") == tid).collect()
     n = events.select(pl.len()).collect().item()
+    counts = {"events": n, "page_events": 0, "intervals": 0, "parts": 0, "buckets": 0}
     if n == 0:
-        return {"events": 0, "page_events": 0, "intervals": 0, "parts": 0}
+        return counts
     source = _ReplayOrder(dataset, tid, events, n, batch_rows, stages)
     try:
         with _stage(stages, "identity"):
             pages, first_ts, last_ts = _identity(source, n, batch_rows)
-            start = trace.get("first_ts_ns")
-            end = trace.get("last_ts_ns")
-            replay = core.TraceReplay(
-                tid, pages, lost, kernel=trace.get("kernel"),
-                trace_start_ts=first_ts if start is None else start,
-                trace_end_ts=last_ts if end is None else end,
-            )  # fmt: skip
-            del pages
-        return _replay_state(tid, replay, source, n, pe_dir, iv_dir, stages)
+        k = buckets or state_buckets(pages.pg_i.shape[0])
+        counts["buckets"] = k
+        start, end = trace.get("first_ts_ns"), trace.get("last_ts_ns")
+        part = 0
+        for b in range(k):
+            with _stage(stages, "state"):
+                replay = core.TraceReplay(
+                    tid, pages if k == 1 else identity.bucket(pages, b, k), lost,
+                    kernel=trace.get("kernel"),
+                    trace_start_ts=first_ts if start is None else start,
+                    trace_end_ts=last_ts if end is None else end,
+                )  # fmt: skip
+            keep = None if k == 1 else (pages.slot, b, k)
+            if k == 1:
+                del pages  # the replay holds what it needs of them
+            part = _replay_state(tid, replay, source, pe_dir, iv_dir, stages, counts, part, keep)
+            del replay
+        return counts
     finally:
         source.close()
+
+
+# The state pass holds ~200 bytes per page lifetime (its state row and open-span pool row).
+# Where that would pass this share of the machine's memory, the pages are split into buckets
+# and each bucket is replayed in a pass of its own over the trace's events (one more read of
+# them each): memory for the state, not speed, is then what bounds a replay.
+STATE_BYTES_PER_PAGE = 200
+STATE_MEMORY_SHARE = 0.25
+
+
+def state_buckets(n_pages: int, memory: int | None = None) -> int:
+    """How many page buckets the state pass needs for n_pages page lifetimes (usually 1)."""
+    if memory is None:
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            memory = 8 << 30
+    return max(1, math.ceil(n_pages * STATE_BYTES_PER_PAGE / (memory * STATE_MEMORY_SHARE)))
 
 
 def _identity(
@@ -262,18 +303,21 @@ def _replay_state(
     tid: str,
     replay: core.TraceReplay,
     source: _ReplayOrder,
-    n: int,
     pe_dir: Path,
     iv_dir: Path,
     stages: dict[str, dict[str, float]],
-) -> dict[str, int]:
-    """The state pass over the trace's events in replay order, each batch's part written on a
-    writer thread while the next batch is replayed.
+    counts: dict[str, int],
+    part: int,
+    keep: tuple[np.ndarray, int, int] | None = None,
+) -> int:
+    """The state pass over the trace's events in replay order (with `keep` = (page slots,
+    b, buckets), those of page bucket b only), each batch's part written on a writer thread
+    while the next batch is replayed. Parts are numbered from `part`; returns the next free
+    number, and adds the rows and parts written to `counts`.
 
     The tables are built here and only the Parquet writes wait for a writer: a replayed batch
     waiting in the queue held its events and the kernel's arrays besides (~350 MiB more at the
     peak, 20M events), for no more speed."""
-    counts = {"events": n, "page_events": 0, "intervals": 0, "parts": 0}
     pending: list[Future[tuple[int, int]]] = []
 
     def write(part: int, pe: pl.DataFrame | None, iv: pl.DataFrame) -> tuple[int, int]:
@@ -296,13 +340,19 @@ def _replay_state(
         counts["intervals"] += i
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        part = 0
+        row = 0  # in the trace's replay order: each event's seq
         for batch in source.batches(None, source.batch_rows):
             with _stage(stages, "state"):
-                row = replay.row
                 batch = batch.with_columns(
                     pl.int_range(row, row + batch.height, dtype=pl.Int64).alias("seq")
                 )
+                row += batch.height
+                if keep is not None:
+                    slot, b, buckets = keep
+                    mine = identity.in_bucket(slot[row - batch.height : row], b, buckets)
+                    batch = batch.filter(pl.Series(mine))
+                    if batch.height == 0:
+                        continue
                 pe, iv = replay.batch(batch, grouped=True).tables()
                 del batch
             while len(pending) >= WORKERS:  # bounded: WORKERS parts in flight
@@ -310,16 +360,16 @@ def _replay_state(
             pending.append(pool.submit(write, part, pe, iv))
             del pe, iv
             part += 1
-        if replay.row != n:
+            counts["parts"] += 1
+        if replay.row != replay.n or row != source.n:
             raise InputError("events changed while being replayed: run `pinscope replay` again")
         with _stage(stages, "state"):
             last = replay.finish()
-        pending.append(pool.submit(write, part, None, last))
+        pending.append(pool.submit(write, part, None, last))  # intervals only
         with _stage(stages, "write"):
             for f in pending:
                 settle(f)
-    counts["parts"] = part
-    return counts
+    return part + 1
 
 
 # Dictionary-encoded: the enums and the few-valued strings. The rest (counters, ids, page_id)

@@ -152,3 +152,24 @@ def test_core_equals_reference_when_every_buffer_overflows(events, gaps):
         mp.setattr(core, "_STATE_ROWS", 4)
         mp.setattr(core, "_HOLDERS_CARRIED", 2)
         check_same(ev, lost, "6.8.0")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    # lifecycles, and events of every kind with pageless ones (forks, no pfn nor file key)
+    events=st.lists(st.one_of(_lifecycle_event(), _event), min_size=3, max_size=60),
+    gaps=st.lists(_gap, max_size=2),
+    buckets=st.integers(2, 5),
+)
+def test_page_buckets_replayed_apart_equal_the_reference(events, gaps, buckets):
+    """Pages split into buckets, each bucket's state pass over its own pages' events only
+    (pageless ones in the first): a page's state depends on nothing else, so the tables are
+    the reference's, row for row (page_events back in seq order)."""
+    ev, lost = _frames(events, gaps)
+    fast = replay_events(ev, lost, kernel="6.8.0", buckets=buckets)
+    slow = replay_events_reference(ev, lost, kernel="6.8.0")
+    assert_frame_equal(fast.page_events, slow.page_events)
+    assert_frame_equal(
+        fast.intervals.sort(_IV_KEY, nulls_last=True),
+        slow.intervals.sort(_IV_KEY, nulls_last=True),
+    )

@@ -116,6 +116,36 @@ def test_batches_give_the_same_tables_as_one_in_memory_replay(tmp_path, monkeypa
     assert (unc["start_ts_ns"] <= 6000).all()
 
 
+@pytest.mark.parametrize("stored", ["in_order", "shuffled"])
+def test_page_buckets_give_the_same_tables(tmp_path, monkeypatch, stored):
+    """Pages in 3 buckets, each replayed in a state pass of its own over the events (37 at a
+    time): the same derived tables as one in-memory replay, and every part file distinct."""
+    ev = pl.concat([_events("t1"), _events("t2", 9)])
+    monkeypatch.setattr(run, "ROW_GROUP_ROWS", 16)
+    stored_ev = ev.sample(fraction=1.0, shuffle=True, seed=3) if stored == "shuffled" else ev
+    root = _make_dataset(
+        tmp_path / "ds", {t: stored_ev.filter(pl.col("trace_id") == t) for t in ("t1", "t2")}
+    )
+    s = replay_dataset(root, batch_rows=37, buckets=3)
+    assert s.buckets == 3 and s.events == ev.height and s.page_events == ev.height
+    want = replay_events(ev, ds.scan(root, "lost").collect(), kernel="6.8.0")
+    assert_frame_equal(_derived(root, "page_events").sort("trace_id", "seq"), want.page_events)
+    assert_frame_equal(
+        _derived(root, "intervals").sort(_IV_KEY, nulls_last=True),
+        want.intervals.sort(_IV_KEY, nulls_last=True),
+    )
+    assert s.intervals == want.intervals.height  # no bucket's part overwrote another's
+
+
+def test_state_buckets_only_past_a_quarter_of_memory():
+    gib = 1 << 30
+    assert run.state_buckets(1_000_000, memory=16 * gib) == 1
+    assert run.state_buckets(0, memory=16 * gib) == 1
+    # 200 bytes a page: 100M page lifetimes are ~19 GiB of state, a quarter of 16 GiB is 4
+    assert run.state_buckets(100_000_000, memory=16 * gib) == 5
+    assert run.state_buckets(50_000_000) >= 1
+
+
 def test_reused_when_fresh_rebuilt_when_events_change(tmp_path):
     root = _make_dataset(tmp_path / "ds", {"t1": _events("t1", 5)})
     first = replay_dataset(root)
@@ -174,6 +204,12 @@ def test_cli_replay_then_reuse(tmp_path):
     assert "replayed 1 trace(s), 24 events" in r1.output
     r2 = CliRunner().invoke(app, ["replay", str(root)])
     assert r2.exit_code == 0 and "up to date" in r2.output
+    # asking for buckets rebuilds, in that many state passes
+    r3 = CliRunner().invoke(app, ["replay", str(root), "--buckets", "2"])
+    assert r3.exit_code == 0, r3.output
+    assert "replayed 1 trace(s) in 2 page buckets, 24 events" in r3.output
+    r4 = CliRunner().invoke(app, ["replay", str(root), "--buckets", "0"])
+    assert r4.exit_code == 2 and "--buckets" in r4.output
 
 
 @pytest.mark.parametrize("batch_rows", [1, 10_000])
