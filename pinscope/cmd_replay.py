@@ -28,9 +28,10 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--buckets",
                 min=1,
-                help="Split each trace's pages into N buckets, each replayed in a pass of its "
-                "own: less memory, one more read of the events each. Default: 1, more only "
-                "where the pages' state would pass a quarter of the machine's memory.",
+                help="When replaying, split each trace's pages into N buckets, each replayed "
+                "in a pass of its own: less memory, one more read of the events each. "
+                "Default: 1, more only where the pages' state would pass a quarter of the "
+                "machine's memory. The tables are the same either way.",
             ),
         ] = None,
     ) -> None:
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
                 collect_garbage(dataset)  # scratch of a replay killed earlier
                 if force or not is_fresh(dataset):
                     announce_compile()
-                s = replay_dataset(dataset, force=force or buckets is not None, buckets=buckets)
+                s = replay_dataset(dataset, force=force, buckets=buckets)
         out = Console(highlight=False, soft_wrap=True)
         if not s.rebuilt:
             out.print(
