@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
                 help="When replaying, split each trace's pages into N buckets, each replayed "
                 "in a pass of its own: less memory, one more read of the events each. "
                 "Default: 1, more only where the pages' state would pass a quarter of the "
-                "machine's memory. The tables are the same either way.",
+                "memory available (the machine's, or its cgroup's limit). The tables are "
+                "the same either way.",
             ),
         ] = None,
     ) -> None:

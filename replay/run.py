@@ -215,12 +215,31 @@ STATE_MEMORY_SHARE = 0.25
 
 def state_buckets(n_pages: int, memory: int | None = None) -> int:
     """How many page buckets the state pass needs for n_pages page lifetimes (usually 1)."""
-    if memory is None:
-        try:
-            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            memory = 8 << 30
+    memory = usable_memory() if memory is None else memory
     return max(1, math.ceil(n_pages * STATE_BYTES_PER_PAGE / (memory * STATE_MEMORY_SHARE)))
+
+
+# cgroup v2, then v1: a container's limit, where it is below the machine's memory
+_CGROUP_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+
+
+def usable_memory(limits: tuple[Path, ...] = _CGROUP_LIMITS) -> int:
+    """Bytes this process may use: the machine's memory, or its cgroup's limit if lower."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 8 << 30
+    for path in limits:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # v2 says "max" when there is no limit
+            memory = min(memory, int(text))
+    return memory
 
 
 def _identity(

@@ -146,6 +146,17 @@ def test_state_buckets_only_past_a_quarter_of_memory():
     assert run.state_buckets(50_000_000) >= 1
 
 
+def test_usable_memory_is_the_cgroup_limit_where_lower(tmp_path):
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    v2.write_text("max\n")
+    v1.write_text(f"{1 << 62}\n")  # v1's "no limit"
+    machine = run.usable_memory(())
+    assert machine > 0
+    assert run.usable_memory((v2, v1, tmp_path / "absent")) == machine
+    v2.write_text(f"{2 << 30}\n")
+    assert run.usable_memory((v2, v1)) == min(machine, 2 << 30)
+
+
 def test_reused_when_fresh_rebuilt_when_events_change(tmp_path):
     root = _make_dataset(tmp_path / "ds", {"t1": _events("t1", 5)})
     first = replay_dataset(root)
