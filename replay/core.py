@@ -73,6 +73,7 @@ def replay_events(
         start = trace_start_ts if trace_start_ts is not None else one["ts_ns"].min()
         end = trace_end_ts if trace_end_ts is not None else one["ts_ns"].max()
         pages = identity.identify(one.select(identity.IDENTITY_COLUMNS), _IDENTITY_ROWS)
+        lost_one = lost_df.filter(pl.col("trace_id").eq_missing(tid))
         trace_pes = []
         for b in range(buckets):
             mine = one
@@ -80,8 +81,8 @@ def replay_events(
                 mine = one.filter(pl.Series(identity.in_bucket(pages.slot, b, buckets)))
             tr = TraceReplay(
                 tid,
-                pages if buckets == 1 else identity.bucket(pages, b, buckets),
-                lost_df.filter(pl.col("trace_id").eq_missing(tid)),
+                identity.bucket(pages, b, buckets),
+                lost_one,
                 kernel=kernel,
                 trace_start_ts=start,
                 trace_end_ts=end,

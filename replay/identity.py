@@ -67,7 +67,10 @@ def in_bucket(slot: np.ndarray, b: int, buckets: int) -> np.ndarray:
 def bucket(pages: Pages, b: int, buckets: int) -> Pages:
     """Bucket b of `buckets`: its pages (slots b, b + buckets, …, renumbered 0, 1, …) and the
     page slots of its events (`in_bucket`), in replay order. A page's state depends on its own
-    events only, so each bucket's state pass needs nothing of the others' (docs/replay.md)."""
+    events only, so each bucket's state pass needs nothing of the others' (docs/replay.md).
+    One bucket is all the pages, as they are."""
+    if buckets == 1:
+        return pages
     mine = pages.slot[in_bucket(pages.slot, b, buckets)]
     slot = np.where(mine >= 0, mine // buckets, -1).astype(np.int32)
     rows = np.arange(b, pages.pg_i.shape[0], buckets)

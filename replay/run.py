@@ -190,7 +190,7 @@ def _replay_trace(
         for b in range(k):
             with _stage(stages, "state"):
                 replay = core.TraceReplay(
-                    tid, pages if k == 1 else identity.bucket(pages, b, k), lost,
+                    tid, identity.bucket(pages, b, k), lost,
                     kernel=trace.get("kernel"),
                     trace_start_ts=first_ts if start is None else start,
                     trace_end_ts=last_ts if end is None else end,
