@@ -11,6 +11,7 @@ from rich.console import Console
 from ingest.dataset import collect_garbage, disk_errors, lock, require_dataset
 from pinscope.errors import user_errors
 from pinscope.first_run import announce_compile
+from replay.partition import MAX_BUCKETS
 from replay.run import is_fresh, replay_dataset
 
 
@@ -28,11 +29,12 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--buckets",
                 min=1,
+                max=MAX_BUCKETS,
                 help="When replaying, split each trace's pages into N buckets, each replayed "
-                "in a pass of its own: less memory, one more read of the events each. "
-                "Default: 1, more only where the pages' state would pass a quarter of the "
-                "memory available (the machine's, or its cgroup's limit). The tables are "
-                "the same either way.",
+                "in passes of its own after a routing pass: less memory, two more reads of "
+                "the events each. Default: 1, more only where the pages and page slots "
+                "would pass half the memory available (the machine's, or its cgroup's "
+                "limit). The tables are the same either way.",
             ),
         ] = None,
     ) -> None:

@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from ingest.schema import EVENTS_SCHEMA, LOST_SCHEMA, conform, foll_flags_for
-from replay import identity, intervals
+from replay import identity, intervals, partition
 from replay import kernel as K
 from replay.schema import BUFFERS, PAGE_EVENTS_SCHEMA
 
@@ -60,7 +60,8 @@ def replay_events(
     buckets: int = 1,
 ) -> ReplayResult:
     """Replay events (one or more traces, all of the same kernel) held in memory; with
-    `buckets`, each trace's pages in that many buckets, one state pass each.
+    `buckets`, each trace's pages in that many buckets (replay/partition.py), with an
+    identity pass and a state pass each.
 
     page_events come in (trace, seq) order.
     """
@@ -72,16 +73,21 @@ def replay_events(
         one = one.with_columns(pl.int_range(one.height, dtype=pl.Int64).alias("seq"))
         start = trace_start_ts if trace_start_ts is not None else one["ts_ns"].min()
         end = trace_end_ts if trace_end_ts is not None else one["ts_ns"].max()
-        pages = identity.identify(one.select(identity.IDENTITY_COLUMNS), _IDENTITY_ROWS)
+        narrow = one.select(identity.IDENTITY_COLUMNS)
         lost_one = lost_df.filter(pl.col("trace_id").eq_missing(tid))
+        if buckets > 1:
+            of_event, lookup = _route(narrow, buckets)
         trace_pes = []
         for b in range(buckets):
-            mine = one
             if buckets > 1:
-                mine = one.filter(pl.Series(identity.in_bucket(pages.slot, b, buckets)))
+                mine = pl.Series(of_event == b)
+                pages = identity.identify(narrow.filter(mine), _IDENTITY_ROWS, lookup[mine])
+                mine = one.filter(mine)
+            else:
+                pages, mine = identity.identify(narrow, _IDENTITY_ROWS), one
             tr = TraceReplay(
                 tid,
-                identity.bucket(pages, b, buckets),
+                pages,
                 lost_one,
                 kernel=kernel,
                 trace_start_ts=start,
@@ -99,6 +105,16 @@ def replay_events(
             pl.DataFrame(schema=intervals.INTERVALS_SCHEMA),
         )
     return ReplayResult(pl.concat(pes), pl.concat(ivs))
+
+
+def _route(narrow: pl.DataFrame, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's page bucket, and whether its bucket's identity pass looks it up by file
+    (replay/partition.py), from a routing pass fed _IDENTITY_ROWS at a time."""
+    router = partition.Router(buckets, partition.shift_for(narrow["folio_order"].max()))
+    rows = _IDENTITY_ROWS
+    for batch in narrow.iter_slices(rows):
+        router.feed(identity.columns(batch))
+    return router.finish().rows(0, narrow.height)
 
 
 def _lost_frame(lost: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:

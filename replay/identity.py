@@ -57,33 +57,15 @@ class Pages:
     table: pl.DataFrame
 
 
-def in_bucket(slot: np.ndarray, b: int, buckets: int) -> np.ndarray:
-    """Which of these events (by page slot) bucket b of `buckets` replays: those of its pages
-    (slot ≡ b mod buckets), and in bucket 0 the pageless ones too."""
-    mine = (slot >= 0) & (slot % buckets == b)
-    return mine | (slot < 0) if b == 0 else mine
-
-
-def bucket(pages: Pages, b: int, buckets: int) -> Pages:
-    """Bucket b of `buckets`: its pages (slots b, b + buckets, …, renumbered 0, 1, …) and the
-    page slots of its events (`in_bucket`), in replay order. A page's state depends on its own
-    events only, so each bucket's state pass needs nothing of the others' (docs/replay.md).
-    One bucket is all the pages, as they are."""
-    if buckets == 1:
-        return pages
-    mine = pages.slot[in_bucket(pages.slot, b, buckets)]
-    slot = np.where(mine >= 0, mine // buckets, -1).astype(np.int32)
-    rows = np.arange(b, pages.pg_i.shape[0], buckets)
-    table = pages.table[np.append(rows, pages.table.height - 1)]  # the all-null row stays last
-    return Pages(slot, pages.pg_i[rows], pages.pg_u[rows], table)
-
-
-def identify(narrow: pl.DataFrame, batch_rows: int | None = None) -> Pages:
+def identify(
+    narrow: pl.DataFrame, batch_rows: int | None = None, lookup: np.ndarray | None = None
+) -> Pages:
     """Resolve a trace's events (IDENTITY_COLUMNS, in replay order) to pages, batch_rows at a
-    time (default: at once)."""
+    time (default: at once); `lookup` as KeyColumns.lookup, for all these events."""
     ident = IdentityPass(narrow.height)
-    for batch in narrow.iter_slices(batch_rows or max(narrow.height, 1)):
-        ident.feed(batch)
+    rows = batch_rows or max(narrow.height, 1)
+    for i, batch in enumerate(narrow.iter_slices(rows)):
+        ident.feed(batch, None if lookup is None else lookup[i * rows : i * rows + batch.height])
     return ident.pages()
 
 
@@ -102,6 +84,9 @@ class KeyColumns:
     dev: np.ndarray
     dev_v: np.ndarray
     refs: np.ndarray
+    # rows that may resolve by file key (None: all); a bucket's pass of a trace in page buckets
+    # must not look up the file-only events that the whole trace's pass leaves unresolved
+    lookup: np.ndarray | None = None
 
 
 @dataclass
@@ -145,9 +130,11 @@ class IdentityPass:
         self.n_pages = 0
         self.acc = np.zeros((_TABLE_ROWS, K.N_ACC), np.int64)
 
-    def feed(self, narrow: pl.DataFrame) -> None:
+    def feed(self, narrow: pl.DataFrame, lookup: np.ndarray | None = None) -> None:
         """The next events (IDENTITY_COLUMNS) in replay order."""
-        self.resolve_keys(self.keys(columns(narrow)))
+        c = columns(narrow)
+        c.lookup = lookup
+        self.resolve_keys(self.keys(c))
 
     def keys(self, c: KeyColumns) -> BatchKeys:
         """The first half of `feed`: a batch's keys as dense ids.
@@ -160,8 +147,9 @@ class IdentityPass:
             raise ValueError("more events than the trace was said to hold")
         self.orders = np.union1d(self.orders, c.order[c.pfn_v & (c.order > 0)]).astype(np.int64)
         pid, hid, fid, qid = self._dense_ids(
-            c.pfn, c.pfn_v, c.ino, c.index, c.ino_v & c.index_v, c.dev, c.dev_v, c.kind
-        )
+            c.pfn, c.pfn_v, c.ino, c.index, c.ino_v & c.index_v, c.dev, c.dev_v, c.kind,
+            c.lookup,
+        )  # fmt: skip
         self.keyed += m
         return BatchKeys(
             c.kind, c.order, pid, hid, self.orders, fid, qid, c.dev, c.dev_v, c.ino, c.ino_v,
@@ -196,6 +184,7 @@ class IdentityPass:
         dev: np.ndarray,
         dev_v: np.ndarray,
         kind: np.ndarray,
+        lookup: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Key → dense id, one compiled pass per kind of key: they leave the resolve kernel
         plain array rows to read, which it can prefetch ahead of the event that needs them.
@@ -205,6 +194,8 @@ class IdentityPass:
         # (ino, index): cache events record their page, pfn-less events look it up
         cache = (kind == K.K_CACHE_ADD) | (kind == K.K_CACHE_DEL)
         f_rows = file_v & (cache | ~pfn_v)
+        if lookup is not None:
+            f_rows &= lookup
         q_rows = file_v & ~pfn_v  # (dev, ino, index): pages of file-only events unresolved
         qdev = np.where(dev_v, dev, -1).view(np.uint64)  # a null dev counts as a value
 

@@ -9,6 +9,8 @@ numba-compiled loops over plain arrays (no Python runs per event):
 - `infer_pass` (batch by batch): per page, what initial-state inference needs before its first
   event is replayed (the releases before its first raise, its first writeback and cache
   events);
+- `route_pass` (batch by batch, for a trace replayed in page buckets): the bucket whose
+  identity pass resolves each file-only event as the whole trace's would (replay/partition.py);
 
 Each pass carries its state from one batch to the next in arrays the caller keeps (hash
 tables, per-id and per-page rows), so a trace of any length is walked in bounded memory.
@@ -254,7 +256,7 @@ def new_resolve_state(pg_rows: int = 1024) -> tuple[np.ndarray, ...]:
     )
 
 
-def _grow(a: np.ndarray, rows: int, fill: np.ndarray | int) -> np.ndarray:
+def grow_filled(a: np.ndarray, rows: int, fill: np.ndarray | int) -> np.ndarray:
     if rows <= a.shape[0]:
         return a
     out = np.empty((max(rows, 2 * a.shape[0]), *a.shape[1:]), a.dtype)
@@ -272,10 +274,10 @@ def grow_resolve_state(
     fresh_life = np.zeros(8, np.int64)
     fresh_life[7] = -1
     return (
-        _grow(ext, n_pfn, 0),
-        _grow(cache, n_fid, np.array([0, -1, 0, 0], np.int64)),
-        _grow(life, n_pfn, fresh_life),
-        _grow(qpage, n_qid, -1),
+        grow_filled(ext, n_pfn, 0),
+        grow_filled(cache, n_fid, np.array([0, -1, 0, 0], np.int64)),
+        grow_filled(life, n_pfn, fresh_life),
+        grow_filled(qpage, n_qid, -1),
         pg,
     )
 
@@ -397,6 +399,50 @@ def _releases_before_raise(acc, page, c, k, raise_kind, release_kind, n):
         elif k == release_kind:
             acc[page, c + 1] -= n
             acc[page, c + 2] = min(acc[page, c + 2], acc[page, c + 1])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def pfn_bucket(pfn, shift, buckets):
+    """The page bucket of a pfn's block (pfn >> shift: a folio head and its subpages)."""
+    return np.int64(_hash(pfn >> np.uint64(shift), np.uint64(0), np.uint64(0)) % np.uint64(buckets))
+
+
+@njit(cache=True, nogil=True)
+def route_pass(
+    kind, pfn, pfn_v, file_v, fid, dev, dev_v, ino, index, shift, buckets, cache, codes, counts
+):
+    """Each event's page bucket (replay/partition.py) into `codes` (bucket << 1, | 1 where
+    its bucket's identity pass must not look it up by file key), counted into `counts`.
+
+    A pfn's bucket is its block's. A file-only event (a file key, no pfn, not a fork) goes
+    where clause 2 of "Page identity" puts it in the whole trace: to the bucket of the pfn of
+    the latest cache event of its (ino, index) when that is a cache_add with a pfn and the
+    devs don't clash, else to its file identity's bucket, not looked up. Pageless events go
+    to bucket 0. `cache` per (ino, index) id: (1 add / 2 del, the pfn's bucket or -1, dev,
+    dev?), resolve_pass's with buckets for pfn ids."""
+    n = kind.shape[0]
+    for r in range(n):
+        if r + AHEAD < n and fid[r + AHEAD] >= 0:
+            prefetch_row(cache, fid[r + AHEAD])
+        k = kind[r]
+        f = fid[r]
+        code = 0
+        if pfn_v[r]:
+            code = pfn_bucket(pfn[r], shift, buckets) << 1
+        elif file_v[r] and k != K_FORK:
+            clash = f >= 0 and dev_v[r] and cache[f, 3] == 1 and dev[r] != cache[f, 2]
+            if f >= 0 and cache[f, 0] == 1 and cache[f, 1] >= 0 and not clash:
+                code = cache[f, 1] << 1
+            else:
+                qdev = np.uint64(dev[r]) if dev_v[r] else np.uint64(0xFFFFFFFFFFFFFFFF)
+                code = (np.int64(_hash(qdev, ino[r], index[r]) % np.uint64(buckets)) << 1) | 1
+        codes[r] = code
+        counts[code >> 1] += 1
+        if k in (K_CACHE_ADD, K_CACHE_DEL) and f >= 0:
+            cache[f, 0] = 1 if k == K_CACHE_ADD else 2
+            cache[f, 1] = pfn_bucket(pfn[r], shift, buckets) if pfn_v[r] else -1
+            cache[f, 2] = dev[r]
+            cache[f, 3] = 1 if dev_v[r] else 0
 
 
 # infer_pass accumulators per page: pin seen, pins total, lowest; get seen, gets total, lowest;

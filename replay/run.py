@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import polars as pl
 
 from ingest import dataset as ds
 from ingest import parquet_parts
 from ingest.errors import InputError
 from ingest.schema import EVENTS_SCHEMA, FORMAT_VERSION
-from replay import core, identity
+from replay import core, identity, partition
 
 # Bump when replay's output for the same events changes: it invalidates every derived/.
 REPLAY_VERSION = "2"
@@ -180,43 +179,74 @@ def _replay_trace(
     if n == 0:
         return counts
     source = _ReplayOrder(dataset, tid, events, n, batch_rows, stages)
+    start, end = trace.get("first_ts_ns"), trace.get("last_ts_ns")
+
+    def state_pass(pages: identity.Pages, part: int, keep: _Keep | None) -> int:
+        with _stage(stages, "state"):
+            replay = core.TraceReplay(
+                tid, pages, lost,
+                kernel=trace.get("kernel"),
+                trace_start_ts=source.first_ts if start is None else start,
+                trace_end_ts=source.last_ts if end is None else end,
+            )  # fmt: skip
+        return _replay_state(tid, replay, source, pe_dir, iv_dir, stages, counts, part, keep)
+
     try:
-        with _stage(stages, "identity"):
-            pages, first_ts, last_ts = _identity(source, n, batch_rows)
-        k = buckets or state_buckets(pages.pg_i.shape[0])
+        k = buckets or 1
+        if k == 1:
+            budget = None if buckets else memory_budget()
+            try:
+                with _stage(stages, "identity"):
+                    pages = _identity(source, n, batch_rows, budget)
+            except _OutgrowsMemory as over:
+                k = over.buckets
+            else:
+                counts["buckets"] = 1
+                state_pass(pages, 0, None)
+                return counts
         counts["buckets"] = k
-        start, end = trace.get("first_ts_ns"), trace.get("last_ts_ns")
+        with _stage(stages, "route"):
+            routing = _route(source, k, batch_rows)
         part = 0
         for b in range(k):
-            with _stage(stages, "state"):
-                replay = core.TraceReplay(
-                    tid, identity.bucket(pages, b, k), lost,
-                    kernel=trace.get("kernel"),
-                    trace_start_ts=first_ts if start is None else start,
-                    trace_end_ts=last_ts if end is None else end,
-                )  # fmt: skip
-            keep = None if k == 1 else (pages.slot, b, k)
-            if k == 1:
-                del pages  # the replay holds what it needs of them
-            part = _replay_state(tid, replay, source, pe_dir, iv_dir, stages, counts, part, keep)
-            del replay
+            with _stage(stages, "identity"):
+                pages = _bucket_identity(source, routing, b, batch_rows)
+            part = state_pass(pages, part, _Keep(routing, b))
+            del pages  # before the next bucket's pass
         return counts
     finally:
         source.close()
 
 
-# The state pass holds ~200 bytes per page lifetime (its state row and open-span pool row).
-# Where that would pass this share of the machine's memory, the pages are split into buckets
-# and each bucket is replayed in a pass of its own over the trace's events (one more read of
-# them each): memory for the state, not speed, is then what bounds a replay.
-STATE_BYTES_PER_PAGE = 200
-STATE_MEMORY_SHARE = 0.25
+# Memory a replay needs, at its peak: ~400 bytes per page lifetime (the identity pass's key
+# tables and per-page rows, ~200, are gone by the state pass's peak: its state row, open-span
+# pool row, page rows and table; 100M events on 12M page lifetimes peaked at 5.1 GiB) and the
+# identity pass's 4-byte page slot per event. Where that would pass this share of the memory
+# this process may use, the trace is split into page buckets (replay/partition.py), each
+# replayed in passes of its own over the trace's events (one more read of them each, and a
+# routing pass first): memory, not speed, then bounds a replay.
+PAGE_BYTES = 400
+EVENT_BYTES = 4
+MEMORY_SHARE = 0.5
 
 
-def state_buckets(n_pages: int, memory: int | None = None) -> int:
-    """How many page buckets the state pass needs for n_pages page lifetimes (usually 1)."""
-    memory = usable_memory() if memory is None else memory
-    return max(1, math.ceil(n_pages * STATE_BYTES_PER_PAGE / (memory * STATE_MEMORY_SHARE)))
+def memory_budget(memory: int | None = None) -> int:
+    """Bytes one trace's replay may hold for its pages and page slots."""
+    return int((usable_memory() if memory is None else memory) * MEMORY_SHARE)
+
+
+def buckets_for(pages: int, events: int, budget: int) -> int:
+    """How many page buckets a trace of this many page lifetimes and events needs."""
+    need = pages * PAGE_BYTES + events * EVENT_BYTES
+    return max(1, math.ceil(need / max(budget, 1)))
+
+
+class _OutgrowsMemory(Exception):
+    """The whole trace's identity pass would pass the memory budget: replay it in buckets."""
+
+    def __init__(self, buckets: int) -> None:
+        super().__init__(buckets)
+        self.buckets = buckets
 
 
 # cgroup v2, then v1: a container's limit, where it is below the machine's memory
@@ -242,39 +272,78 @@ def usable_memory(limits: tuple[Path, ...] = _CGROUP_LIMITS) -> int:
     return memory
 
 
-def _identity(
-    source: _ReplayOrder, n: int, batch_rows: int
-) -> tuple[identity.Pages, int | None, int | None]:
-    """The trace's pages and first and last timestamps, from its identity columns streamed in
-    replay order. The first pass reads the parts as stored and checks that order as it goes;
-    where a trace turns out not to be in (ts_ns, line) order, it is sorted into replay order
-    and the pass starts over on that."""
-    cols = (*identity.IDENTITY_COLUMNS, "ts_ns", "line")
-    for attempt in range(2):
+_IDENTITY_READ = (*identity.IDENTITY_COLUMNS, "ts_ns", "line")
+
+
+def _identity(source: _ReplayOrder, n: int, batch_rows: int, budget: int | None) -> identity.Pages:
+    """The trace's pages, from its identity columns streamed in replay order (sorted into it
+    first where the stored parts turn out not to be). With a `budget`, gives up as soon as its
+    pages would outgrow it (_OutgrowsMemory, with the buckets they need by then)."""
+    if budget is not None and buckets_for(0, n, budget) > 1:
+        raise _OutgrowsMemory(buckets_for(0, n, budget))
+    while True:
         ident = identity.IdentityPass(n)
-        first_ts = last_ts = last_line = None
-        in_order = True
-        with _KeysAhead(ident) as ahead:
-            for batch in source.batches(cols, IDENTITY_BATCHES * batch_rows):
-                ts, line = batch.get_column("ts_ns"), batch.get_column("line")
-                if ts.null_count():
-                    bad = batch.filter(pl.col("ts_ns").is_null()).get_column("line")[0]
-                    raise InputError(
-                        f"{source.dataset}: trace {source.trace_id} line {bad}: event without "
-                        "a timestamp; expected every event to have one (re-ingest the trace)"
-                    )
-                if attempt == 0 and not _follows(ts, line, last_ts, last_line):
-                    in_order = False
-                    break
-                first_ts = ts[0] if first_ts is None else first_ts
-                last_ts, last_line = ts[-1], line[-1]
-                ahead.feed(batch)
-        if in_order:
-            if ident.row != n:
-                raise InputError("events changed while being replayed: run `pinscope replay` again")
-            return ident.pages(), first_ts, last_ts
-        source.cut_into_replay_order()
-    raise AssertionError("unreachable")
+        try:
+            with _KeysAhead(ident) as ahead:
+                for batch in source.checked_batches(_IDENTITY_READ, IDENTITY_BATCHES * batch_rows):
+                    ahead.feed(batch)
+                    if budget is not None and buckets_for(ident.n_pages, n, budget) > 1:
+                        seen = max(ident.row, 1)
+                        raise _OutgrowsMemory(buckets_for(ident.n_pages * n // seen, n, budget))
+        except _OutOfOrder:
+            source.cut_into_replay_order()
+            continue
+        if ident.row != n:
+            raise InputError("events changed while being replayed: run `pinscope replay` again")
+        return ident.pages()
+
+
+def _route(source: _ReplayOrder, buckets: int, batch_rows: int) -> partition.Routing:
+    """The routing pass (replay/partition.py) over the trace in replay order; its routes go
+    to a scratch file, read back memory-mapped."""
+    while True:
+        largest = source.events.select(pl.col("folio_order").max()).collect().item()
+        shift = partition.shift_for(largest)
+        router = partition.Router(buckets, shift, source.scratch_file("routes.bin"))
+        try:
+            for batch in source.checked_batches(_IDENTITY_READ, IDENTITY_BATCHES * batch_rows):
+                router.feed(identity.columns(batch))
+        except _OutOfOrder:
+            router.close()
+            source.cut_into_replay_order()
+            continue
+        routing = router.finish()
+        if int(routing.counts.sum()) != source.n:
+            raise InputError("events changed while being replayed: run `pinscope replay` again")
+        return routing
+
+
+def _bucket_identity(
+    source: _ReplayOrder, routing: partition.Routing, b: int, batch_rows: int
+) -> identity.Pages:
+    """Bucket b's pages: the identity pass over its events only, which hold every event that
+    decides its pages' identity (replay/partition.py)."""
+    ident = identity.IdentityPass(int(routing.counts[b]))
+    row = 0
+    with _KeysAhead(ident) as ahead:
+        for batch in source.batches(identity.IDENTITY_COLUMNS, IDENTITY_BATCHES * batch_rows):
+            of_event, lookup = routing.rows(row, row + batch.height)
+            row += batch.height
+            mine = of_event == b
+            cols = identity.columns(batch.filter(pl.Series(mine)))
+            cols.lookup = lookup[mine]
+            ahead.feed_columns(cols)
+    if ident.row != ident.n:
+        raise InputError("events changed while being replayed: run `pinscope replay` again")
+    return ident.pages()
+
+
+@dataclass
+class _Keep:
+    """A state pass over page bucket b only."""
+
+    routing: partition.Routing
+    b: int
 
 
 class _KeysAhead:
@@ -292,7 +361,9 @@ class _KeysAhead:
 
     def feed(self, batch: pl.DataFrame) -> None:
         # unpacked here, not on the worker: its half (the dense ids) was the longer one
-        cols = identity.columns(batch)
+        self.feed_columns(identity.columns(batch))
+
+    def feed_columns(self, cols: identity.KeyColumns) -> None:
         keys = self.pool.submit(self.ident.keys, cols)  # after the previous batch's keys
         self._resolve_pending()
         self.pending = keys
@@ -327,10 +398,10 @@ def _replay_state(
     stages: dict[str, dict[str, float]],
     counts: dict[str, int],
     part: int,
-    keep: tuple[np.ndarray, int, int] | None = None,
+    keep: _Keep | None = None,
 ) -> int:
-    """The state pass over the trace's events in replay order (with `keep` = (page slots,
-    b, buckets), those of page bucket b only), each batch's part written on a writer thread
+    """The state pass over the trace's events in replay order (with `keep`, those of one
+    page bucket only), each batch's part written on a writer thread
     while the next batch is replayed. Parts are numbered from `part`; returns the next free
     number, and adds the rows and parts written to `counts`.
 
@@ -367,9 +438,8 @@ def _replay_state(
                 )
                 row += batch.height
                 if keep is not None:
-                    slot, b, buckets = keep
-                    mine = identity.in_bucket(slot[row - batch.height : row], b, buckets)
-                    batch = batch.filter(pl.Series(mine))
+                    of_event, _ = keep.routing.rows(row - batch.height, row)
+                    batch = batch.filter(pl.Series(of_event == keep.b))
                     if batch.height == 0:
                         continue
                 pe, iv = replay.batch(batch, grouped=True).tables()
@@ -426,6 +496,10 @@ def write_part(df: pl.DataFrame, path: Path, grouped_by: str) -> None:
     )
 
 
+class _OutOfOrder(Exception):
+    """A trace's stored parts are not in replay order (_ReplayOrder.checked_batches)."""
+
+
 class _ReplayOrder:
     """A trace's events in replay order, as many times as asked.
 
@@ -447,6 +521,9 @@ class _ReplayOrder:
         self.dataset, self.trace_id, self.events, self.n = dataset, trace_id, events, n
         self.batch_rows, self.stages = batch_rows, stages
         self.scratch: Path | None = None
+        self.in_order = False  # known to be in replay order: checked once, or sorted into it
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
 
     def batches(self, columns: tuple[str, ...] | None, rows: int) -> Iterator[pl.DataFrame]:
         """Batches of `rows` events with these columns (None: every canonical column)."""
@@ -460,6 +537,33 @@ class _ReplayOrder:
                 return
             yield batch
 
+    def checked_batches(self, columns: tuple[str, ...], rows: int) -> Iterator[pl.DataFrame]:
+        """`batches` (columns with ts_ns and line), checking as they come that they are in
+        replay order until one pass has seen them all: raises _OutOfOrder where they are not
+        (then `cut_into_replay_order` and start over). An event without a timestamp is an
+        error (ingest rejects them)."""
+        last_ts = last_line = first_ts = None
+        for batch in self.batches(columns, rows):
+            ts, line = batch.get_column("ts_ns"), batch.get_column("line")
+            if ts.null_count():
+                bad = batch.filter(pl.col("ts_ns").is_null()).get_column("line")[0]
+                raise InputError(
+                    f"{self.dataset}: trace {self.trace_id} line {bad}: event without "
+                    "a timestamp; expected every event to have one (re-ingest the trace)"
+                )
+            if not self.in_order and not _follows(ts, line, last_ts, last_line):
+                raise _OutOfOrder()
+            first_ts = ts[0] if first_ts is None else first_ts
+            last_ts, last_line = ts[-1], line[-1]
+            yield batch
+        self.in_order, self.first_ts, self.last_ts = True, first_ts, last_ts
+
+    def scratch_file(self, name: str) -> Path:
+        """A file in this replay's scratch directory (in the dataset, removed by `close`)."""
+        if self.scratch is None:
+            self.scratch = ds.new_tmp_dir(self.dataset)
+        return self.scratch / name
+
     def cut_into_replay_order(self) -> None:
         """Sort the trace's events into replay order, once; `batches` reads them from there.
 
@@ -467,12 +571,12 @@ class _ReplayOrder:
         they outgrow CUT_MEMORY, where a polars sort holds the whole trace. Types survive the
         round trip (the kind enum comes back as strings; `batches` casts it back)."""
         with _stage(self.stages, "read"):
-            self.scratch = ds.new_tmp_dir(self.dataset)
+            out = self.scratch_file("replay_order.parquet")
+            spill = self.scratch_file("spill")
             parts = ds.trace_dir(self.dataset, "events", self.trace_id) / "*.parquet"
-            out = self.scratch / "replay_order.parquet"
             config: dict[str, Any] = {
                 "memory_limit": CUT_MEMORY,
-                "temp_directory": str(self.scratch / "spill"),  # made only if it spills
+                "temp_directory": str(spill),  # made only if it spills
                 "preserve_insertion_order": True,
             }
             if CUT_THREADS is not None:
@@ -491,8 +595,9 @@ class _ReplayOrder:
                 ) from exc
             finally:
                 con.close()
-            shutil.rmtree(self.scratch / "spill", ignore_errors=True)
+            shutil.rmtree(spill, ignore_errors=True)
             self.events = pl.scan_parquet(out)
+            self.in_order = True
             if self.events.select(pl.len()).collect().item() != self.n:
                 raise InputError("events changed while being replayed: run `pinscope replay` again")
 

@@ -162,11 +162,56 @@ def test_core_equals_reference_when_every_buffer_overflows(events, gaps):
     buckets=st.integers(2, 5),
 )
 def test_page_buckets_replayed_apart_equal_the_reference(events, gaps, buckets):
-    """Pages split into buckets, each bucket's state pass over its own pages' events only
-    (pageless ones in the first): a page's state depends on nothing else, so the tables are
-    the reference's, row for row (page_events back in seq order)."""
+    """Pages split into buckets, each bucket's identity and state passes over its own events
+    only (pageless ones in the first): the tables are the reference's, row for row
+    (page_events back in seq order)."""
     ev, lost = _frames(events, gaps)
     fast = replay_events(ev, lost, kernel="6.8.0", buckets=buckets)
+    slow = replay_events_reference(ev, lost, kernel="6.8.0")
+    assert_frame_equal(fast.page_events, slow.page_events)
+    assert_frame_equal(
+        fast.intervals.sort(_IV_KEY, nulls_last=True),
+        slow.intervals.sort(_IV_KEY, nulls_last=True),
+    )
+
+
+# Pages spread over many pfn blocks (so over every bucket) sharing two file pages: a file-only
+# event's file page was last cached by a pfn of another bucket than its own file identity's,
+# cache_dels and pfn-less cache events in between, devs that clash, subpages of folios.
+_SPREAD_KINDS = ["cache_add", "cache_add", "cache_del", "alloc", "free", "pin", "unpin", "dirty",
+                 "wb_start", "wb_end", "truncate"]  # fmt: skip
+_spread_event = st.fixed_dictionaries(
+    {
+        "ts_ns": st.integers(0, 60),
+        "kind": st.sampled_from(_SPREAD_KINDS),
+        "pfn": st.sampled_from([None, None, None, 8, 9, 13, 64, 65, 1000, 1001, 4096, 7000]),
+        "folio_order": st.sampled_from([0, 0, 0, 1, 2]),
+        "dev": st.sampled_from([None, 1, 1, 2]),
+        "ino": st.sampled_from([None, 5, 5, 5, 6]),
+        "index": st.sampled_from([0, 0, 1]),
+        "refs": st.just(1),
+        "pid": st.just(10),
+        "comm": st.just("fio"),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=st.lists(_spread_event, min_size=4, max_size=50),
+    buckets=st.integers(2, 6),
+    rows=st.sampled_from([None, 3]),
+)
+def test_file_only_events_resolve_in_buckets_as_in_the_whole_trace(events, buckets, rows):
+    """The routing pass sends each file-only event to the bucket of the pfn that held its
+    file page, or to its file identity's where it stays unresolved, and that bucket's pass
+    resolves it as a pass over the whole trace would (fed 3 events at a time, too)."""
+    ev, lost = _frames(events, [])
+    with pytest.MonkeyPatch.context() as mp:
+        if rows:
+            mp.setattr(identity, "_TABLE_ROWS", 2)
+            mp.setattr(core, "_IDENTITY_ROWS", rows)
+        fast = replay_events(ev, lost, kernel="6.8.0", buckets=buckets)
     slow = replay_events_reference(ev, lost, kernel="6.8.0")
     assert_frame_equal(fast.page_events, slow.page_events)
     assert_frame_equal(

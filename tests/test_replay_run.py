@@ -118,8 +118,10 @@ def test_batches_give_the_same_tables_as_one_in_memory_replay(tmp_path, monkeypa
 
 @pytest.mark.parametrize("stored", ["in_order", "shuffled"])
 def test_page_buckets_give_the_same_tables(tmp_path, monkeypatch, stored):
-    """Pages in 3 buckets, each replayed in a state pass of its own over the events (37 at a
-    time): the same derived tables as one in-memory replay, and every part file distinct."""
+    """Pages in 3 buckets, each replayed in an identity pass and a state pass of its own over
+    the events (37 at a time), after a routing pass (the first to read the shuffled trace, so
+    the one that sorts it): the same derived tables as one in-memory replay, and every part
+    file distinct."""
     ev = pl.concat([_events("t1"), _events("t2", 9)])
     monkeypatch.setattr(run, "ROW_GROUP_ROWS", 16)
     stored_ev = ev.sample(fraction=1.0, shuffle=True, seed=3) if stored == "shuffled" else ev
@@ -137,13 +139,38 @@ def test_page_buckets_give_the_same_tables(tmp_path, monkeypatch, stored):
     assert s.intervals == want.intervals.height  # no bucket's part overwrote another's
 
 
-def test_state_buckets_only_past_a_quarter_of_memory():
+@pytest.mark.parametrize("stored", ["in_order", "shuffled"])
+def test_a_trace_outgrowing_memory_is_replayed_in_buckets(tmp_path, monkeypatch, stored):
+    """With memory for a few pages only, the whole trace's identity pass gives up as its pages
+    pass the budget, and the trace is replayed in as many buckets as its pages then projected:
+    the same tables."""
+    ev = _events("t1")
+    stored_ev = ev.sample(fraction=1.0, shuffle=True, seed=5) if stored == "shuffled" else ev
+    root = _make_dataset(tmp_path / "ds", {"t1": stored_ev})
+    want = replay_events(ev, ds.scan(root, "lost").collect(), kernel="6.8.0")
+    n_pages = want.page_events.get_column("page_id").n_unique()
+    budget = 4 * ev.height + 3 * run.PAGE_BYTES  # the page slots and three pages
+    monkeypatch.setattr(run, "usable_memory", lambda: int(budget / run.MEMORY_SHARE) + 1)
+    s = replay_dataset(root, batch_rows=2)
+    assert n_pages > 3 and 1 < s.buckets <= run.buckets_for(n_pages * ev.height, ev.height, budget)
+    assert_frame_equal(_derived(root, "page_events").sort("seq"), want.page_events)
+    assert_frame_equal(
+        _derived(root, "intervals").sort(_IV_KEY, nulls_last=True),
+        want.intervals.sort(_IV_KEY, nulls_last=True),
+    )
+    assert "route" in s.stages
+
+
+def test_buckets_for_memory():
     gib = 1 << 30
-    assert run.state_buckets(1_000_000, memory=16 * gib) == 1
-    assert run.state_buckets(0, memory=16 * gib) == 1
-    # 200 bytes a page: 100M page lifetimes are ~19 GiB of state, a quarter of 16 GiB is 4
-    assert run.state_buckets(100_000_000, memory=16 * gib) == 5
-    assert run.state_buckets(50_000_000) >= 1
+    budget = run.memory_budget(16 * gib)
+    assert budget == 8 * gib
+    assert run.buckets_for(1_000_000, 20_000_000, budget) == 1
+    assert run.buckets_for(0, 0, budget) == 1
+    # 400 bytes a page lifetime, 4 an event: 30M page lifetimes and 1G events need ~15 GiB
+    assert run.buckets_for(30_000_000, 1_000_000_000, budget) == 2
+    assert run.buckets_for(0, 4 * gib, budget) == 2  # page slots alone
+    assert run.memory_budget() > 0
 
 
 def test_usable_memory_is_the_cgroup_limit_where_lower(tmp_path):

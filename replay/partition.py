@@ -1,0 +1,107 @@
+"""Page buckets: a trace's events split so that each bucket's identity pass and state pass need
+nothing of the other buckets' (docs/replay.md "Page buckets").
+
+A page's identity can depend on events of other keys: a subpage pin resolves to its folio
+head, a file-only event to the pfn that held its file page at that moment. So pfns are
+bucketed by block (pfn >> the trace's largest folio order: a head and its subpages share one),
+and a routing pass over the trace first decides each file-only event's bucket: that of the pfn
+of its file page's latest cache event where it resolves there, else that of its file identity,
+where its bucket's pass must not look it up (the cache events that would mislead it may be in
+that bucket). Pageless events go to bucket 0. Each bucket then sees every event that decides
+its pages' identity, and resolves them exactly as a pass over the whole trace would.
+
+The routing pass keeps one row per file page (ino, index) and writes each event's bucket to a
+scratch file (2 bytes an event), which every later pass reads back memory-mapped: no pass
+holds anything per event of the whole trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from replay import identity
+from replay import kernel as K
+
+# Per event: its bucket << 1, | 1 where its bucket's pass must not look it up by file.
+_CODE = np.uint16
+MAX_BUCKETS = 1 << 15
+
+
+@dataclass
+class Routing:
+    """A trace's bucketing, what every pass over one of its buckets reads: each event's
+    code, in replay order (2 bytes an event, memory-mapped from a scratch file)."""
+
+    buckets: int
+    counts: np.ndarray  # events per bucket
+    codes: np.ndarray
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The buckets of the events start..stop in replay order, and which of them their
+        bucket's identity pass may look up by file key (`KeyColumns.lookup`)."""
+        codes = np.asarray(self.codes[start:stop])
+        if codes.shape[0] != stop - start:
+            raise ValueError("more events than the routing pass saw")
+        return codes >> 1, (codes & 1) == 0
+
+
+class Router:
+    """The routing pass, fed a trace's KeyColumns in replay order, a batch at a time. It keeps
+    one row per (ino, index) (the file pages' last cache event, as resolve_pass does) and
+    writes each event's code to `sink` (or keeps them, with none)."""
+
+    def __init__(self, buckets: int, shift: int, sink: Path | None = None) -> None:
+        if not 1 <= buckets <= MAX_BUCKETS:
+            raise ValueError(f"page buckets: expected 1 to {MAX_BUCKETS}, got {buckets}")
+        self.buckets, self.shift = buckets, shift
+        self.table = K.new_table(identity._TABLE_ROWS)
+        self.cache = np.zeros((0, 4), np.int64)
+        self.counts = np.zeros(buckets, np.int64)
+        self.sink_path = sink
+        self.sink: BinaryIO | None = None if sink is None else sink.open("wb")
+        self.kept: list[np.ndarray] = []
+
+    def feed(self, c: identity.KeyColumns) -> None:
+        n = c.kind.shape[0]
+        is_cache = (c.kind == K.K_CACHE_ADD) | (c.kind == K.K_CACHE_DEL)
+        file_v = c.ino_v & c.index_v
+        zeros = np.zeros(n, np.uint64)
+        keyed = file_v & (is_cache | ~c.pfn_v)  # as IdentityPass keys (ino, index)
+        fid, *table = K.dense_ids(c.ino, c.index, zeros, keyed, *self.table)
+        self.table = (table[0], table[1], table[2])
+        self.cache = K.grow_filled(self.cache, self.table[2], np.array([0, -1, 0, 0], np.int64))
+        codes = np.empty(n, _CODE)
+        K.route_pass(
+            c.kind, c.pfn, c.pfn_v, file_v, fid, c.dev, c.dev_v, c.ino, c.index, self.shift,
+            self.buckets, self.cache, codes, self.counts,
+        )  # fmt: skip
+        if self.sink is not None:
+            self.sink.write(codes.tobytes())
+        else:
+            self.kept.append(codes)
+
+    def finish(self) -> Routing:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+        del self.table, self.cache
+        if self.sink_path is not None and self.sink_path.stat().st_size > 0:
+            codes = np.memmap(self.sink_path, _CODE, "r")
+        else:
+            codes = np.concatenate([*self.kept, np.zeros(0, _CODE)])
+        self.kept = []
+        return Routing(self.buckets, self.counts, codes)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+
+
+def shift_for(max_order: int | None) -> int:
+    """A pfn block's shift: the trace's largest folio order (0 with none)."""
+    return min(max(int(max_order or 0), 0), 63)
