@@ -155,19 +155,23 @@ def test_kill_ingest_at_random_moments(traces: dict[str, Path], tmp_path: Path) 
     assert ds.traces(d)[1]["lines"] == want
 
 
-def test_kill_replay_at_random_moments(traces: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("buckets", [(), ("--buckets", "3")], ids=["whole", "buckets"])
+def test_kill_replay_at_random_moments(
+    traces: dict[str, Path], tmp_path: Path, buckets: tuple[str, ...]
+) -> None:
+    """Killed whole, or in page buckets (with a routing file in its scratch directory)."""
     d = tmp_path / "ds"
     ingest_files([traces["mid"]], d)
-    full = timed("replay", str(d))
+    full = timed("replay", *buckets, str(d))
     stamp = json.loads((d / ds.DERIVED / replay_run.STAMP).read_text())
     codes = []
     for delay in delays(full):
-        codes.append(kill_after(delay, "replay", "--force", str(d)))
+        codes.append(kill_after(delay, "replay", "--force", *buckets, str(d)))
         check_consistent(d)
         stamped = (d / ds.DERIVED / replay_run.STAMP).exists()
         assert not stamped or replay_run.is_fresh(d)  # a stamp means built from these traces
     assert -signal.SIGKILL in codes, codes
-    assert timed("replay", str(d)) > 0
+    assert timed("replay", *buckets, str(d)) > 0
     check_consistent(d)
     again = json.loads((d / ds.DERIVED / replay_run.STAMP).read_text())
     assert again == stamp  # same rows as an uninterrupted run
