@@ -199,7 +199,7 @@ def _replay_trace(
                 with _stage(stages, "identity"):
                     pages = _identity(source, n, batch_rows, budget)
             except _OutgrowsMemory as over:
-                k = over.buckets
+                k = min(over.buckets, partition.MAX_BUCKETS)
             else:
                 counts["buckets"] = 1
                 state_pass(pages, 0, None)
@@ -438,6 +438,9 @@ def _replay_state(
                 )
                 row += batch.height
                 if keep is not None:
+                    # a bucket's parts are its rows of each batch: gathered up to a batch's
+                    # worth, as many parts in flight held ~470 MiB more (4 buckets, 20M events)
+                    # for the same time
                     of_event, _ = keep.routing.rows(row - batch.height, row)
                     batch = batch.filter(pl.Series(of_event == keep.b))
                     if batch.height == 0:
