@@ -35,6 +35,9 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20_000_000, help="dataset size (events)")
     ap.add_argument("--sample", type=int, default=200_000, help="events for core vs reference")
     ap.add_argument("--dir", type=Path, default=None, help="scratch dir (default: a temp dir)")
+    ap.add_argument(
+        "--buckets", type=int, default=None, help="page buckets (default: as replay chooses)"
+    )
     args = ap.parse_args()
 
     # core vs oracle on the same in-memory sample (before the big run, so RSS stays the
@@ -67,7 +70,7 @@ def main() -> None:
         # the driver in a child of its own: its peak RSS (VmHWM) is then the replay's alone,
         # not this process's sample and oracle runs
         q = ctx.Queue()
-        child = ctx.Process(target=_replay_child, args=(root, q))
+        child = ctx.Process(target=_replay_child, args=(root, q, args.buckets))
         child.start()
         s, peak, c_run = _result(q, child)
         child.join()
@@ -95,6 +98,7 @@ def main() -> None:
     )
     print(f"core / reference speed ratio: {ratio:.1f}x wall, {cpu_ratio:.1f}x CPU"
           f"  (page_events identical: {same})")  # fmt: skip
+    print(f"page buckets: {s.buckets}")
     print(f"parts: {s.parts}, page_events {s.page_events:,}, intervals {s.intervals:,}"
           f"  (part files sorted by (kind, seq): {ordered})")  # fmt: skip
     print(f"peak RSS of the replay (its own process): {peak:,.0f} MiB")
@@ -109,6 +113,7 @@ def main() -> None:
         "core_vs_reference_cpu": round(cpu_ratio, 1),
         "reference_events_per_s": round(args.sample / t_ref),
         "parts": s.parts,
+        "buckets": s.buckets,
         "identical_to_reference": same,
         "parts_sorted_by_kind_seq": ordered,
         "stages": {k: {m: round(v, 3) for m, v in st.items()} for k, st in s.stages.items()},
@@ -128,11 +133,11 @@ def _result(q: multiprocessing.Queue, child: multiprocessing.Process) -> tuple:
                 raise SystemExit(f"the replay failed (exit {child.exitcode})") from None
 
 
-def _replay_child(root: Path, q: multiprocessing.Queue) -> None:
+def _replay_child(root: Path, q: multiprocessing.Queue, buckets: int | None) -> None:
     import re
 
     c = cpu_s()
-    s = replay_dataset(root, force=True)
+    s = replay_dataset(root, force=True, buckets=buckets)
     c = cpu_s() - c
     hwm = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
     q.put((s, int(hwm.group(1)) / 1024 if hwm else rss_mb(), c))
