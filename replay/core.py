@@ -80,9 +80,9 @@ def replay_events(
         trace_pes = []
         for b in range(buckets):
             if buckets > 1:
-                mine = pl.Series(of_event == b)
-                pages = identity.identify(narrow.filter(mine), _IDENTITY_ROWS, lookup[mine])
-                mine = one.filter(mine)
+                own = of_event == b
+                pages = identity.identify(narrow.filter(own), _IDENTITY_ROWS, lookup[own])
+                mine = one.filter(own)
             else:
                 pages, mine = identity.identify(narrow, _IDENTITY_ROWS), one
             tr = TraceReplay(
@@ -111,8 +111,7 @@ def _route(narrow: pl.DataFrame, buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """Each event's page bucket, and whether its bucket's identity pass looks it up by file
     (replay/partition.py), from a routing pass fed _IDENTITY_ROWS at a time."""
     router = partition.Router(buckets, partition.shift_for(narrow["folio_order"].max()))
-    rows = _IDENTITY_ROWS
-    for batch in narrow.iter_slices(rows):
+    for batch in narrow.iter_slices(_IDENTITY_ROWS):
         router.feed(identity.columns(batch))
     return router.finish().rows(0, narrow.height)
 
