@@ -58,6 +58,11 @@ _IV_KEY = ["page_id", "state", "start_ts_ns", "start_line"]
 def check_same(ev: pl.DataFrame, lost: pl.DataFrame, kernel: str | None, **kw) -> None:
     fast = replay_events(ev, lost, kernel=kernel, **kw)
     slow = replay_events_reference(ev, lost, kernel=kernel, **kw)
+    assert_same_tables(fast, slow)
+
+
+def assert_same_tables(fast, slow) -> None:
+    """page_events row for row; intervals as a set (they close in a different order)."""
     assert_frame_equal(fast.page_events, slow.page_events)
     assert_frame_equal(
         fast.intervals.sort(_IV_KEY, nulls_last=True),
@@ -167,12 +172,7 @@ def test_page_buckets_replayed_apart_equal_the_reference(events, gaps, buckets):
     (page_events back in seq order)."""
     ev, lost = _frames(events, gaps)
     fast = replay_events(ev, lost, kernel="6.8.0", buckets=buckets)
-    slow = replay_events_reference(ev, lost, kernel="6.8.0")
-    assert_frame_equal(fast.page_events, slow.page_events)
-    assert_frame_equal(
-        fast.intervals.sort(_IV_KEY, nulls_last=True),
-        slow.intervals.sort(_IV_KEY, nulls_last=True),
-    )
+    assert_same_tables(fast, replay_events_reference(ev, lost, kernel="6.8.0"))
 
 
 # Pages spread over many pfn blocks (so over every bucket) sharing two file pages: a file-only
@@ -212,9 +212,4 @@ def test_file_only_events_resolve_in_buckets_as_in_the_whole_trace(events, bucke
             mp.setattr(identity, "_TABLE_ROWS", 2)
             mp.setattr(core, "_IDENTITY_ROWS", rows)
         fast = replay_events(ev, lost, kernel="6.8.0", buckets=buckets)
-    slow = replay_events_reference(ev, lost, kernel="6.8.0")
-    assert_frame_equal(fast.page_events, slow.page_events)
-    assert_frame_equal(
-        fast.intervals.sort(_IV_KEY, nulls_last=True),
-        slow.intervals.sort(_IV_KEY, nulls_last=True),
-    )
+    assert_same_tables(fast, replay_events_reference(ev, lost, kernel="6.8.0"))
