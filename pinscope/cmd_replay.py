@@ -60,3 +60,8 @@ def register(app: typer.Typer) -> None:
             f"{s.page_events:,} page_events, {s.intervals:,} intervals "
             f"in {s.seconds:.2f}s ({rate:,.0f} events/s) → {s.dataset}/derived"
         )
+        if s.buckets > 1 and buckets is None:
+            out.print(
+                "  page buckets: the pages would not fit in half the memory this process may "
+                "use, so each bucket was replayed in passes of its own (--buckets N sets them)"
+            )

@@ -248,8 +248,23 @@ def test_cli_replay_then_reuse(tmp_path):
     r3 = CliRunner().invoke(app, ["replay", str(root), "--buckets", "2", "--force"])
     assert r3.exit_code == 0, r3.output
     assert "replayed 1 trace(s) in 2 page buckets, 24 events" in r3.output
-    r4 = CliRunner().invoke(app, ["replay", str(root), "--buckets", "0"])
-    assert r4.exit_code == 2 and "--buckets" in r4.output
+    assert "would not fit" not in r3.output  # asked for
+    for bad in ("0", "40000"):
+        r4 = CliRunner().invoke(app, ["replay", str(root), "--buckets", bad])
+        assert r4.exit_code == 2 and "--buckets" in r4.output
+
+
+def test_cli_says_why_it_replayed_in_buckets(tmp_path, monkeypatch):
+    """Memory for fewer page slots than the trace has events: the replay goes to buckets
+    without being asked, and says why and how to choose them."""
+    from pinscope.cli import app
+
+    root = _make_dataset(tmp_path / "ds", {"t1": _events("t1", 4)})
+    monkeypatch.setattr(run, "usable_memory", lambda: 100)
+    r = CliRunner().invoke(app, ["replay", str(root)])
+    assert r.exit_code == 0, r.output
+    assert "replayed 1 trace(s) in 2 page buckets, 24 events" in r.output
+    assert "would not fit in half the memory" in r.output and "--buckets N" in r.output
 
 
 @pytest.mark.parametrize("batch_rows", [1, 10_000])
