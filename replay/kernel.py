@@ -407,10 +407,54 @@ def pfn_bucket(pfn, shift, buckets):
     return np.int64(_hash(pfn >> np.uint64(shift), np.uint64(0), np.uint64(0)) % np.uint64(buckets))
 
 
+# route_pass's map of the file pages cached at a pfn: (ino, index) keys, and per row its
+# state (0 empty, 1 live, 2 deleted), the pfn's bucket, dev and dev?
+FM_STATE, FM_BUCKET, FM_DEV, FM_DEV_V = range(4)
+
+
+def new_file_map(cap: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """An empty map for `route_pass` (cap: a power of two)."""
+    return np.zeros((cap, 2), np.uint64), np.zeros((cap, 4), np.int64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fm_find(keys, vals, ino, index):
+    """(row of (ino, index) or -1, the row where it would go: a deleted one on its probe path,
+    else the empty one that ends it)."""
+    mask = np.uint64(keys.shape[0] - 1)
+    i = np.int64(_hash(ino, index, np.uint64(0)) & mask)
+    free = np.int64(-1)
+    while True:
+        st = vals[i, FM_STATE]
+        if st == 0:
+            return np.int64(-1), (free if free >= 0 else i)
+        if st == 2:
+            if free < 0:
+                free = i
+        elif keys[i, 0] == ino and keys[i, 1] == index:
+            return i, free
+        i = np.int64((np.uint64(i) + np.uint64(1)) & mask)
+
+
+@njit(cache=True, nogil=True)
+def file_map_rebuilt(keys, vals, live):
+    """The map without its deleted rows, twice as large where live rows pass a quarter."""
+    cap = keys.shape[0] * 2 if 4 * (live + 1) > keys.shape[0] else keys.shape[0]
+    new_keys = np.zeros((cap, 2), np.uint64)
+    new_vals = np.zeros((cap, 4), np.int64)
+    for j in range(keys.shape[0]):
+        if vals[j, FM_STATE] == 1:
+            _, at = _fm_find(new_keys, new_vals, keys[j, 0], keys[j, 1])
+            new_keys[at, 0], new_keys[at, 1] = keys[j, 0], keys[j, 1]
+            new_vals[at] = vals[j]
+    return new_keys, new_vals
+
+
 @njit(cache=True, nogil=True)
 def route_pass(
-    kind, pfn, pfn_v, file_v, fid, dev, dev_v, ino, index, shift, buckets, cache, codes, counts
-):
+    kind, pfn, pfn_v, file_v, dev, dev_v, ino, index, shift, buckets, keys, vals, used, live,
+    r, codes, counts,
+):  # fmt: skip
     """Each event's page bucket (replay/partition.py) into `codes` (bucket << 1, | 1 where
     its bucket's identity pass must not look it up by file key), counted into `counts`.
 
@@ -418,31 +462,58 @@ def route_pass(
     where clause 2 of "Page identity" puts it in the whole trace: to the bucket of the pfn of
     the latest cache event of its (ino, index) when that is a cache_add with a pfn and the
     devs don't clash, else to its file identity's bucket, not looked up. Pageless events go
-    to bucket 0. `cache` per (ino, index) id: (1 add / 2 del, the pfn's bucket or -1, dev,
-    dev?), resolve_pass's with buckets for pfn ids."""
+    to bucket 0.
+
+    The map (`new_file_map`) holds only the file pages whose latest cache event is a
+    cache_add with a pfn: any other cache event deletes its page, since a page in no map
+    resolves no event, the same as one uncached. So it holds the pages cached at a moment,
+    not every page the trace names. Runs from row r until done, or until a new page needs a
+    row of a map half full (`used` rows, `live` of them live): returns (next row, used, live),
+    and the caller rebuilds the map (`file_map_rebuilt`) and calls again."""
     n = kind.shape[0]
-    for r in range(n):
-        if r + AHEAD < n and fid[r + AHEAD] >= 0:
-            prefetch_row(cache, fid[r + AHEAD])
+    mask = np.uint64(keys.shape[0] - 1)
+    while r < n:
+        a = r + AHEAD
+        if a < n and file_v[a]:
+            prefetch_row(keys, np.int64(_hash(ino[a], index[a], np.uint64(0)) & mask))
+            prefetch_row(vals, np.int64(_hash(ino[a], index[a], np.uint64(0)) & mask))
         k = kind[r]
-        f = fid[r]
+        is_cache = file_v[r] and k in (K_CACHE_ADD, K_CACHE_DEL)
+        at = np.int64(-1)
+        free = np.int64(-1)
+        if file_v[r] and (is_cache or (not pfn_v[r] and k != K_FORK)):
+            at, free = _fm_find(keys, vals, ino[r], index[r])
+        adds = is_cache and k == K_CACHE_ADD and pfn_v[r]
+        if adds and at < 0 and vals[free, FM_STATE] == 0 and 2 * (used + 1) > keys.shape[0]:
+            return r, used, live
         code = 0
         if pfn_v[r]:
             code = pfn_bucket(pfn[r], shift, buckets) << 1
         elif file_v[r] and k != K_FORK:
-            clash = f >= 0 and dev_v[r] and cache[f, 3] == 1 and dev[r] != cache[f, 2]
-            if f >= 0 and cache[f, 0] == 1 and cache[f, 1] >= 0 and not clash:
-                code = cache[f, 1] << 1
+            clash = at >= 0 and dev_v[r] and vals[at, FM_DEV_V] == 1 and dev[r] != vals[at, FM_DEV]
+            if at >= 0 and not clash:
+                code = vals[at, FM_BUCKET] << 1
             else:
                 qdev = np.uint64(dev[r]) if dev_v[r] else np.uint64(0xFFFFFFFFFFFFFFFF)
                 code = (np.int64(_hash(qdev, ino[r], index[r]) % np.uint64(buckets)) << 1) | 1
         codes[r] = code
         counts[code >> 1] += 1
-        if k in (K_CACHE_ADD, K_CACHE_DEL) and f >= 0:
-            cache[f, 0] = 1 if k == K_CACHE_ADD else 2
-            cache[f, 1] = pfn_bucket(pfn[r], shift, buckets) if pfn_v[r] else -1
-            cache[f, 2] = dev[r]
-            cache[f, 3] = 1 if dev_v[r] else 0
+        if adds:
+            if at < 0:
+                at = free
+                if vals[at, FM_STATE] == 0:
+                    used += 1
+                live += 1
+                keys[at, 0], keys[at, 1] = ino[r], index[r]
+                vals[at, FM_STATE] = 1
+            vals[at, FM_BUCKET] = pfn_bucket(pfn[r], shift, buckets)
+            vals[at, FM_DEV] = dev[r]
+            vals[at, FM_DEV_V] = 1 if dev_v[r] else 0
+        elif is_cache and at >= 0:
+            vals[at, FM_STATE] = 2
+            live -= 1
+        r += 1
+    return r, used, live
 
 
 # infer_pass accumulators per page: pin seen, pins total, lowest; get seen, gets total, lowest;

@@ -10,9 +10,9 @@ where its bucket's pass must not look it up (the cache events that would mislead
 that bucket). Pageless events go to bucket 0. Each bucket then sees every event that decides
 its pages' identity, and resolves them exactly as a pass over the whole trace would.
 
-The routing pass keeps one row per file page (ino, index) and writes each event's bucket to a
-scratch file (2 bytes an event), which every later pass reads back memory-mapped: no pass
-holds anything per event of the whole trace.
+The routing pass keeps a row per file page cached at that moment (not per file page the trace
+ever names) and writes each event's bucket to a scratch file (2 bytes an event), which every
+later pass reads back memory-mapped: no pass holds anything per event of the whole trace.
 """
 
 from __future__ import annotations
@@ -51,15 +51,15 @@ class Routing:
 
 class Router:
     """The routing pass, fed a trace's KeyColumns in replay order, a batch at a time. It keeps
-    one row per (ino, index) (the file pages' last cache event, as resolve_pass does) and
+    the file pages cached at a pfn at that moment, with the pfn's bucket (route_pass), and
     writes each event's code to `sink` (or keeps them, with none)."""
 
     def __init__(self, buckets: int, shift: int, sink: Path | None = None) -> None:
         if not 1 <= buckets <= MAX_BUCKETS:
             raise ValueError(f"page buckets: expected 1 to {MAX_BUCKETS}, got {buckets}")
         self.buckets, self.shift = buckets, shift
-        self.table = K.new_table(identity._TABLE_ROWS)
-        self.cache = np.zeros((0, 4), np.int64)
+        self.keys, self.vals = K.new_file_map(identity._TABLE_ROWS)
+        self.used = self.live = 0
         self.counts = np.zeros(buckets, np.int64)
         self.sink_path = sink
         self.sink: BinaryIO | None = None if sink is None else sink.open("wb")
@@ -67,18 +67,18 @@ class Router:
 
     def feed(self, c: identity.KeyColumns) -> None:
         n = c.kind.shape[0]
-        is_cache = (c.kind == K.K_CACHE_ADD) | (c.kind == K.K_CACHE_DEL)
         file_v = c.ino_v & c.index_v
-        zeros = np.zeros(n, np.uint64)
-        keyed = file_v & (is_cache | ~c.pfn_v)  # as IdentityPass keys (ino, index)
-        fid, *table = K.dense_ids(c.ino, c.index, zeros, keyed, *self.table)
-        self.table = (table[0], table[1], table[2])
-        self.cache = K.grow_filled(self.cache, self.table[2], np.array([0, -1, 0, 0], np.int64))
         codes = np.empty(n, _CODE)
-        K.route_pass(
-            c.kind, c.pfn, c.pfn_v, file_v, fid, c.dev, c.dev_v, c.ino, c.index, self.shift,
-            self.buckets, self.cache, codes, self.counts,
-        )  # fmt: skip
+        r = 0
+        while True:
+            r, self.used, self.live = K.route_pass(
+                c.kind, c.pfn, c.pfn_v, file_v, c.dev, c.dev_v, c.ino, c.index, self.shift,
+                self.buckets, self.keys, self.vals, self.used, self.live, r, codes, self.counts,
+            )  # fmt: skip
+            if r == n:
+                break
+            self.keys, self.vals = K.file_map_rebuilt(self.keys, self.vals, self.live)
+            self.used = self.live
         if self.sink is not None:
             self.sink.write(codes.tobytes())
         else:
@@ -88,7 +88,7 @@ class Router:
         if self.sink is not None:
             self.sink.close()
             self.sink = None
-        del self.table, self.cache
+        del self.keys, self.vals
         if self.sink_path is not None and self.sink_path.stat().st_size > 0:
             codes = np.memmap(self.sink_path, _CODE, "r")
         else:

@@ -111,3 +111,35 @@ def test_bucket_counts_are_checked():
     with pytest.raises(ValueError, match="page buckets"):
         partition.Router(partition.MAX_BUCKETS + 1, 0)
     assert partition.shift_for(None) == 0 and partition.shift_for(18) == 18
+
+
+def test_the_routing_map_keeps_every_cached_page_as_it_grows_and_forgets(monkeypatch):
+    """From two rows, the routing pass's map of cached file pages grows, reuses the rows of
+    pages whose cache_del came, and is rebuilt without them, many times over: every file-only
+    event still goes to the bucket of the pfn that holds its page, or, once uncached, to its
+    file identity's bucket, unlooked-up."""
+    monkeypatch.setattr(identity, "_TABLE_ROWS", 2)
+    buckets, keys = 5, range(300)
+    rows = [{"kind": "cache_add", "pfn": 1000 + i, "ino": 9, "index": i} for i in keys]
+    rows += [{"kind": "cache_del", "pfn": 1000 + i, "ino": 9, "index": i} for i in keys if i % 3]
+    rows += [
+        {"kind": "cache_add", "pfn": 5000 + i, "ino": 9, "index": i} for i in keys if i % 3 == 1
+    ]
+    rows += [{"kind": "wb_start", "ino": 9, "index": i} for i in keys]
+    ev = _frame(rows)
+    routing = partition.Router(buckets, 0)
+    for batch in ev.select(identity.IDENTITY_COLUMNS).iter_slices(7):
+        routing.feed(identity.columns(batch))
+    of_event, lookup = routing.finish().rows(0, ev.height)
+    wb = slice(ev.height - len(keys), ev.height)
+
+    def pfn_bucket(p: int) -> int:
+        return int(K.pfn_bucket(np.uint64(p), 0, buckets))
+
+    want = [
+        pfn_bucket(1000 + i) if i % 3 == 0 else pfn_bucket(5000 + i) if i % 3 == 1
+        else int(K._hash(_NO_DEV, np.uint64(9), np.uint64(i)) % np.uint64(buckets))
+        for i in keys
+    ]  # fmt: skip
+    assert of_event[wb].tolist() == want
+    assert lookup[wb].tolist() == [i % 3 != 2 for i in keys]
