@@ -256,7 +256,7 @@ def new_resolve_state(pg_rows: int = 1024) -> tuple[np.ndarray, ...]:
     )
 
 
-def grow_filled(a: np.ndarray, rows: int, fill: np.ndarray | int) -> np.ndarray:
+def _grow(a: np.ndarray, rows: int, fill: np.ndarray | int) -> np.ndarray:
     if rows <= a.shape[0]:
         return a
     out = np.empty((max(rows, 2 * a.shape[0]), *a.shape[1:]), a.dtype)
@@ -274,10 +274,10 @@ def grow_resolve_state(
     fresh_life = np.zeros(8, np.int64)
     fresh_life[7] = -1
     return (
-        grow_filled(ext, n_pfn, 0),
-        grow_filled(cache, n_fid, np.array([0, -1, 0, 0], np.int64)),
-        grow_filled(life, n_pfn, fresh_life),
-        grow_filled(qpage, n_qid, -1),
+        _grow(ext, n_pfn, 0),
+        _grow(cache, n_fid, np.array([0, -1, 0, 0], np.int64)),
+        _grow(life, n_pfn, fresh_life),
+        _grow(qpage, n_qid, -1),
         pg,
     )
 
