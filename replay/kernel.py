@@ -475,8 +475,9 @@ def route_pass(
     while r < n:
         a = r + AHEAD
         if a < n and file_v[a]:
-            prefetch_row(keys, np.int64(_hash(ino[a], index[a], np.uint64(0)) & mask))
-            prefetch_row(vals, np.int64(_hash(ino[a], index[a], np.uint64(0)) & mask))
+            ahead = np.int64(_hash(ino[a], index[a], np.uint64(0)) & mask)
+            prefetch_row(keys, ahead)
+            prefetch_row(vals, ahead)
         k = kind[r]
         is_cache = file_v[r] and k in (K_CACHE_ADD, K_CACHE_DEL)
         at = np.int64(-1)

@@ -85,9 +85,7 @@ class Router:
             self.kept.append(codes)
 
     def finish(self) -> Routing:
-        if self.sink is not None:
-            self.sink.close()
-            self.sink = None
+        self.close()
         del self.keys, self.vals
         if self.sink_path is not None and self.sink_path.stat().st_size > 0:
             codes = np.memmap(self.sink_path, _CODE, "r")

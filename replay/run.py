@@ -27,11 +27,11 @@ import resource
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -273,49 +273,63 @@ def usable_memory(limits: tuple[Path, ...] = _CGROUP_LIMITS) -> int:
 
 
 _IDENTITY_READ = (*identity.IDENTITY_COLUMNS, "ts_ns", "line")
+T = TypeVar("T")
+
+
+def _first_pass(
+    source: _ReplayOrder, batch_rows: int, run: Callable[[Iterator[pl.DataFrame]], T]
+) -> T:
+    """`run` over the trace's identity columns (with ts_ns and line) in replay order, checked
+    as they come: where the stored parts turn out not to be in it, the trace is sorted into
+    it and `run` starts over on that."""
+    while True:
+        try:
+            return run(source.checked_batches(_IDENTITY_READ, IDENTITY_BATCHES * batch_rows))
+        except _OutOfOrder:
+            source.cut_into_replay_order()
 
 
 def _identity(source: _ReplayOrder, n: int, batch_rows: int, budget: int | None) -> identity.Pages:
-    """The trace's pages, from its identity columns streamed in replay order (sorted into it
-    first where the stored parts turn out not to be). With a `budget`, gives up as soon as its
-    pages would outgrow it (_OutgrowsMemory, with the buckets they need by then)."""
+    """The trace's pages, from its identity columns streamed in replay order. With a `budget`,
+    gives up as soon as its pages would outgrow it (_OutgrowsMemory, with the buckets they
+    need by then)."""
     if budget is not None and buckets_for(0, n, budget) > 1:
         raise _OutgrowsMemory(buckets_for(0, n, budget))
-    while True:
+
+    def run(batches: Iterator[pl.DataFrame]) -> identity.Pages:
         ident = identity.IdentityPass(n)
-        try:
-            with _KeysAhead(ident) as ahead:
-                for batch in source.checked_batches(_IDENTITY_READ, IDENTITY_BATCHES * batch_rows):
-                    ahead.feed(batch)
-                    if budget is not None and buckets_for(ident.n_pages, n, budget) > 1:
-                        seen = max(ident.row, 1)
-                        raise _OutgrowsMemory(buckets_for(ident.n_pages * n // seen, n, budget))
-        except _OutOfOrder:
-            source.cut_into_replay_order()
-            continue
+        with _KeysAhead(ident) as ahead:
+            for batch in batches:
+                ahead.feed(batch)
+                if budget is not None and buckets_for(ident.n_pages, n, budget) > 1:
+                    seen = max(ident.row, 1)
+                    raise _OutgrowsMemory(buckets_for(ident.n_pages * n // seen, n, budget))
         if ident.row != n:
-            raise InputError("events changed while being replayed: run `pinscope replay` again")
+            raise _changed()
         return ident.pages()
+
+    return _first_pass(source, batch_rows, run)
 
 
 def _route(source: _ReplayOrder, buckets: int, batch_rows: int) -> partition.Routing:
     """The routing pass (replay/partition.py) over the trace in replay order; its routes go
     to a scratch file, read back memory-mapped."""
-    while True:
-        largest = source.events.select(pl.col("folio_order").max()).collect().item()
-        shift = partition.shift_for(largest)
+    largest = source.events.select(pl.col("folio_order").max()).collect().item()
+    shift = partition.shift_for(largest)
+
+    def run(batches: Iterator[pl.DataFrame]) -> partition.Routing:
         router = partition.Router(buckets, shift, source.scratch_file("routes.bin"))
         try:
-            for batch in source.checked_batches(_IDENTITY_READ, IDENTITY_BATCHES * batch_rows):
+            for batch in batches:
                 router.feed(identity.columns(batch))
-        except _OutOfOrder:
+        finally:
             router.close()
-            source.cut_into_replay_order()
-            continue
         routing = router.finish()
         if int(routing.counts.sum()) != source.n:
-            raise InputError("events changed while being replayed: run `pinscope replay` again")
+            raise _changed()
         return routing
+
+    return _first_pass(source, batch_rows, run)
 
 
 def _bucket_identity(
@@ -334,7 +348,7 @@ def _bucket_identity(
             cols.lookup = lookup[mine]
             ahead.feed_columns(cols)
     if ident.row != ident.n:
-        raise InputError("events changed while being replayed: run `pinscope replay` again")
+        raise _changed()
     return ident.pages()
 
 
@@ -454,7 +468,7 @@ def _replay_state(
             part += 1
             counts["parts"] += 1
         if replay.row != replay.n or row != source.n:
-            raise InputError("events changed while being replayed: run `pinscope replay` again")
+            raise _changed()
         with _stage(stages, "state"):
             last = replay.finish()
         pending.append(pool.submit(write, part, None, last))  # intervals only
@@ -501,6 +515,11 @@ def write_part(df: pl.DataFrame, path: Path, grouped_by: str) -> None:
 
 class _OutOfOrder(Exception):
     """A trace's stored parts are not in replay order (_ReplayOrder.checked_batches)."""
+
+
+def _changed() -> InputError:
+    """The events' count moved under a pass: another process rewrote them meanwhile."""
+    return InputError("events changed while being replayed: run `pinscope replay` again")
 
 
 class _ReplayOrder:
@@ -602,7 +621,7 @@ class _ReplayOrder:
             self.events = pl.scan_parquet(out)
             self.in_order = True
             if self.events.select(pl.len()).collect().item() != self.n:
-                raise InputError("events changed while being replayed: run `pinscope replay` again")
+                raise _changed()
 
     def close(self) -> None:
         if self.scratch is not None:
