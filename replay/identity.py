@@ -299,7 +299,7 @@ def as_arrays(s: pl.Series, dtype: pl.DataType) -> tuple[np.ndarray, np.ndarray]
 
 def abs_refs(s: pl.Series) -> np.ndarray:
     """|refs|, a null counting 1 (docs/replay.md); |-2^31| saturates at 2^31 - 1."""
-    return np.minimum(np.abs(_unpacked(s, np.int64, 1)[0]), 2**31 - 1).astype(np.int32)
+    return K.abs_clipped(_unpacked(s, np.int64, 1)[0])
 
 
 def kind_codes(s: pl.Series) -> np.ndarray:
@@ -311,9 +311,9 @@ _NUMPY = {pl.Int8: np.int8, pl.Int64: np.int64, pl.UInt64: np.uint64}
 
 
 def _unpacked(s: pl.Series, dtype: type, fill: int) -> tuple[np.ndarray, np.ndarray]:
-    """(values as dtype with `fill` where null, validity), straight from the Arrow buffers
-    in one compiled pass: polars' fill_null, cast, to_numpy and is_not_null each made a
-    fresh array, a fifth of the state pass's own time. Enums give their codes."""
+    """(values as dtype with `fill` where null, validity), straight from the Arrow buffers:
+    polars' fill_null, cast, to_numpy and is_not_null each made a fresh array, a fifth of
+    the state pass's own time. Enums give their codes."""
     a = s.rechunk().to_arrow()
     if isinstance(a, pa.ChunkedArray):
         a = a.combine_chunks()
@@ -323,10 +323,13 @@ def _unpacked(s: pl.Series, dtype: type, fill: int) -> tuple[np.ndarray, np.ndar
     n = len(a)
     values = np.frombuffer(data, a.type.to_pandas_dtype(), count=a.offset + n)[a.offset :]
     out = np.empty(n, dtype)
-    valid = np.empty(n, np.bool_)
     if bits is None or a.null_count == 0:
         out[:] = values
-        valid[:] = True
+        valid = np.ones(n, np.bool_)
     else:
-        K.unpack_nullable(values, np.frombuffer(bits, np.uint8), a.offset, fill, out, valid)
+        packed = np.frombuffer(bits, np.uint8)
+        valid = np.unpackbits(packed, count=a.offset + n, bitorder="little").view(np.bool_)
+        if a.offset:
+            valid = valid[a.offset :].copy()
+        K.fill_nulls(values, valid, fill, out)
     return out, valid

@@ -552,14 +552,34 @@ def infer_pass(kind, slot, refs, pg, acc):
 
 
 @njit(cache=True, nogil=True)
-def unpack_nullable(values, bits, offset, fill, out, valid):
-    """An Arrow column's values and validity bitmap (bit `offset` is row 0's) as plain
-    arrays: `out` (fill where null, cast to its type) and `valid`."""
+def fill_nulls(values, valid, fill, out):
+    """`out` = values where valid, else fill (cast to out's type): a select LLVM vectorizes.
+    The validity comes unpacked by numpy (np.unpackbits): extracting each row's bit here was
+    three times slower."""
     for i in range(out.shape[0]):
-        j = i + offset
-        v = (bits[j >> 3] >> (j & 7)) & 1
-        valid[i] = v == 1
-        out[i] = values[i] if v == 1 else fill
+        out[i] = values[i] if valid[i] else fill
+
+
+@njit(cache=True, nogil=True)
+def abs_clipped(values):
+    """|values| as int32, saturating at 2^31 - 1 (|-2^31| among them): one pass, not four."""
+    out = np.empty(values.shape[0], np.int32)
+    top = np.int64(2**31 - 1)
+    for i in range(values.shape[0]):
+        v = np.int64(values[i])
+        out[i] = min(-v if v < 0 else v, top)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def in_replay_order(ts, line, last_ts, last_line):
+    """Whether rows are in (ts, line) order and come after the row (last_ts, last_line)."""
+    for i in range(ts.shape[0]):
+        t, ln = ts[i], line[i]
+        if t < last_ts or (t == last_ts and ln < last_line):
+            return False
+        last_ts, last_line = t, ln
+    return True
 
 
 @njit(cache=True, nogil=True)

@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from ingest import dataset as ds
 from ingest import parquet_parts
 from ingest.errors import InputError
 from ingest.schema import EVENTS_SCHEMA, FORMAT_VERSION
-from replay import core, identity, partition
+from replay import core, identity, kernel, partition
 
 # Bump when replay's output for the same events changes: it invalidates every derived/.
 REPLAY_VERSION = "2"
@@ -396,11 +397,17 @@ class _KeysAhead:
 
 
 def _follows(ts: pl.Series, line: pl.Series, last_ts: int | None, last_line: int | None) -> bool:
-    """Whether a batch is in (ts_ns, line) order and comes after the row (last_ts, last_line)."""
-    if last_ts is not None and (ts[0], line[0]) < (last_ts, last_line):
-        return False
-    d_ts, d_line = ts.diff(), line.diff()
-    return not bool(((d_ts < 0) | ((d_ts == 0) & (d_line < 0))).any())
+    """Whether a batch (no null ts_ns) is in (ts_ns, line) order and comes after the row
+    (last_ts, last_line). One compiled pass: polars' diffs and masks took 3% of a replay."""
+    lo = np.iinfo(np.int64).min
+    return bool(
+        kernel.in_replay_order(
+            ts.cast(pl.Int64).to_numpy(),
+            line.cast(pl.Int64).to_numpy(),
+            lo if last_ts is None else last_ts,
+            lo if last_line is None else last_line,
+        )
+    )
 
 
 def _replay_state(
