@@ -190,7 +190,8 @@ class TraceReplay:
 
         page_events come in replay order, or with `grouped` in (kind, seq) order, the order the
         driver writes: the row groups' min/max statistics then let a rule's `kind = …` scan
-        skip the other kinds.
+        skip the other kinds. Likewise the closed spans: in the order they closed, or with
+        `grouped` by state first.
         """
         n = ev.height
         row0 = self.row
@@ -250,12 +251,13 @@ class TraceReplay:
         out_i, out_u = _joined(spans_i), _joined(spans_u)
         return Batch(self, ev, slot, at, ev_i, ev_u, ev_x, out_i, out_u, self._holders_of(out_i))
 
-    def finish(self) -> pl.DataFrame:
-        """The spans still open after the trace's last event."""
+    def finish(self, *, grouped: bool = False) -> pl.DataFrame:
+        """The spans still open after the trace's last event (with `grouped`, by state, as
+        `Batch.tables` gives them)."""
         if self.row != self.n:
             raise ValueError(f"replayed {self.row} of {self.n} events")
         out_i, out_u = K.open_spans(self.st, self.pool_i, self.pool_u, self.free, self.counters)
-        return self._intervals(out_i, out_u, self._holders_of(out_i))
+        return self._intervals(out_i, out_u, self._holders_of(out_i), grouped)
 
     def _holders_of(self, out_i: np.ndarray) -> pl.DataFrame:
         """Holders of the pin spans among these emitted spans (taken in emission order)."""
@@ -328,10 +330,16 @@ class TraceReplay:
         ).select([pl.col(c).cast(t) for c, t in PAGE_EVENTS_SCHEMA.items()])
 
     def _intervals(
-        self, out_i: np.ndarray, out_u: np.ndarray, holders: pl.DataFrame
+        self, out_i: np.ndarray, out_u: np.ndarray, holders: pl.DataFrame, grouped: bool
     ) -> pl.DataFrame:
         if out_i.shape[0] == 0:
             return pl.DataFrame(schema=intervals.INTERVALS_SCHEMA)
+        if grouped:
+            # by state, each state's spans in the order they closed: the kernel's rows are
+            # permuted here (a few integers each), not the finished table (a fifth of an
+            # intervals part's write, with its nested holders)
+            at = np.argsort(out_i[:, K.OUT_STATE], kind="stable")
+            out_i, out_u = out_i[at], out_u[at]
         return intervals.build(
             out_i, out_u, self.pages, holders, self.trace_id, self.lost,
             trace_start_ts=self.start_ts, trace_end_ts=self.end_ts,
@@ -388,7 +396,8 @@ class Batch:
         if self.at is not None:
             ev, slot = ev.gather(self.at), slot[self.at]
         pe = self.trace._page_events(ev, slot, self.ev_i, self.ev_u, self.ev_x)
-        return pe, self.trace._intervals(self.out_i, self.out_u, self.holders)
+        grouped = self.at is not None
+        return pe, self.trace._intervals(self.out_i, self.out_u, self.holders, grouped)
 
 
 # The kernel's output rows, named (ev_i rows in order; ev_u rows by F_*).

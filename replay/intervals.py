@@ -85,7 +85,7 @@ def build(
         "open_at_start",
         open_end.alias("open_at_end"),
     )
-    out = out.join(holders, on="span", how="left").with_columns(
+    out = out.join(holders, on="span", how="left", maintain_order="left").with_columns(
         pl.when(pl.col("state").is_in(_PIN_STATES))
         .then(pl.col("holders").fill_null(pl.lit([], pl.List(HOLDER))))
         .alias("holders")
@@ -119,4 +119,4 @@ def _uncertain(spans: pl.DataFrame, lost: pl.DataFrame, trace_end_ts: int | None
         "_i",
         (pl.col("ge").is_not_null() & (pl.col("ge") >= pl.col("start_ts_ns"))).alias("uncertain"),
     )
-    return spans.join(hit, on="_i", how="left").drop("_i", "_end")
+    return spans.join(hit, on="_i", how="left", maintain_order="left").drop("_i", "_end")

@@ -433,10 +433,9 @@ def _replay_state(
 
     def write(part: int, pe: pl.DataFrame | None, iv: pl.DataFrame) -> tuple[int, int]:
         """Write one part; returns its (page_events, intervals) rows."""
-        # intervals by state (stable: spans stay in the order they closed), page_events by
-        # kind: nearly every rule filters on one state or kind, and with small row groups and
-        # their min/max statistics the Parquet reader skips all the others
-        iv = iv.sort(pl.col("state").to_physical(), maintain_order=True)
+        # page_events come grouped by kind, intervals by state (TraceReplay.batch): nearly
+        # every rule filters on one kind or state, and with small row groups and their
+        # min/max statistics the Parquet reader skips all the others
         for root, df in ((pe_dir, pe), (iv_dir, iv)):
             if df is None or (df.height == 0 and root is iv_dir and part > 0):
                 continue
@@ -477,7 +476,7 @@ def _replay_state(
         if replay.row != replay.n or row != source.n:
             raise _changed()
         with _stage(stages, "state"):
-            last = replay.finish()
+            last = replay.finish(grouped=True)
         pending.append(pool.submit(write, part, None, last))  # intervals only
         with _stage(stages, "write"):
             for f in pending:
