@@ -102,6 +102,15 @@ def main() -> None:
     print(f"parts: {s.parts}, page_events {s.page_events:,}, intervals {s.intervals:,}"
           f"  (part files sorted by (kind, seq): {ordered})")  # fmt: skip
     print(f"peak RSS of the replay (its own process): {peak:,.0f} MiB")
+    for name, value, target, ok in (
+        ("events/s", f"{eps:,.0f}", ">= 2,000,000", eps >= 2e6),
+        ("x reference", f"{ratio:.1f}", ">= 30", ratio >= 30),
+        ("peak RSS MiB", f"{peak:,.0f}", "< 3,072", peak < 3072),
+    ):
+        print(f"{name:<16}{value:>12}   target {target:<14}{'ok' if ok else 'MISSED'}")
+    # The oracle is plain Python on one core, the same code every run: its speed moves with
+    # the host's, not with pinscope's, and tells a slow host from a slow change.
+    print(f"host witness: the reference ran {args.sample / t_ref:,.0f} events/s")
     out = {
         "stage": "replay",
         "events": s.events,
