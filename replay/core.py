@@ -110,10 +110,9 @@ def replay_events(
 def _route(narrow: pl.DataFrame, buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """Each event's page bucket, and whether its bucket's identity pass looks it up by file
     (replay/partition.py), from a routing pass fed _IDENTITY_ROWS at a time."""
-    router = partition.Router(buckets, partition.shift_for(narrow["folio_order"].max()))
-    for batch in narrow.iter_slices(_IDENTITY_ROWS):
-        router.feed(identity.columns(batch))
-    return router.finish().rows(0, narrow.height)
+    keys = (identity.columns(batch) for batch in narrow.iter_slices(_IDENTITY_ROWS))
+    shift = partition.shift_for(narrow["folio_order"].max())
+    return partition.route(keys, buckets, shift).rows(0, narrow.height)
 
 
 def _lost_frame(lost: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame:

@@ -132,9 +132,7 @@ class IdentityPass:
 
     def feed(self, narrow: pl.DataFrame, lookup: np.ndarray | None = None) -> None:
         """The next events (IDENTITY_COLUMNS) in replay order."""
-        c = columns(narrow)
-        c.lookup = lookup
-        self.resolve_keys(self.keys(c))
+        self.resolve_keys(self.keys(columns(narrow, lookup)))
 
     def keys(self, c: KeyColumns) -> BatchKeys:
         """The first half of `feed`: a batch's keys as dense ids.
@@ -267,8 +265,9 @@ def _page_table(
     return pl.concat([df, df.clear(1)])
 
 
-def columns(narrow: pl.DataFrame) -> KeyColumns:
-    """A batch's IDENTITY_COLUMNS as the arrays `IdentityPass.keys` reads."""
+def columns(narrow: pl.DataFrame, lookup: np.ndarray | None = None) -> KeyColumns:
+    """A batch's IDENTITY_COLUMNS as the arrays `IdentityPass.keys` reads (`lookup` as
+    KeyColumns.lookup)."""
     kind = kind_codes(narrow.get_column("kind"))
     pfn, pfn_v = as_arrays(narrow.get_column("pfn"), pl.UInt64)
     pfn_v &= kind != K.K_FORK  # a fork names no page
@@ -281,6 +280,7 @@ def columns(narrow: pl.DataFrame) -> KeyColumns:
         *as_arrays(narrow.get_column("index"), pl.UInt64),
         *as_arrays(narrow.get_column("dev"), pl.Int64),
         abs_refs(narrow.get_column("refs")),
+        lookup,
     )
 
 

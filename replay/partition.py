@@ -17,6 +17,7 @@ later pass reads back memory-mapped: no pass holds anything per event of the who
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -98,6 +99,19 @@ class Router:
         if self.sink is not None:
             self.sink.close()
             self.sink = None
+
+
+def route(
+    keys: Iterable[identity.KeyColumns], buckets: int, shift: int, sink: Path | None = None
+) -> Routing:
+    """The routing pass over a trace's batches of key columns, in replay order (`Router`)."""
+    router = Router(buckets, shift, sink)
+    try:
+        for c in keys:
+            router.feed(c)
+    finally:
+        router.close()
+    return router.finish()
 
 
 def shift_for(max_order: int | None) -> int:

@@ -319,13 +319,8 @@ def _route(source: _ReplayOrder, buckets: int, batch_rows: int) -> partition.Rou
     shift = partition.shift_for(largest)
 
     def run(batches: Iterator[pl.DataFrame]) -> partition.Routing:
-        router = partition.Router(buckets, shift, source.scratch_file("routes.bin"))
-        try:
-            for batch in batches:
-                router.feed(identity.columns(batch))
-        finally:
-            router.close()
-        routing = router.finish()
+        keys = (identity.columns(batch) for batch in batches)
+        routing = partition.route(keys, buckets, shift, source.scratch_file("routes.bin"))
         if int(routing.counts.sum()) != source.n:
             raise _changed()
         return routing
@@ -345,9 +340,7 @@ def _bucket_identity(
             of_event, lookup = routing.rows(row, row + batch.height)
             row += batch.height
             mine = of_event == b
-            cols = identity.columns(batch.filter(pl.Series(mine)))
-            cols.lookup = lookup[mine]
-            ahead.feed_columns(cols)
+            ahead.feed_columns(identity.columns(batch.filter(pl.Series(mine)), lookup[mine]))
     if ident.row != ident.n:
         raise _changed()
     return ident.pages()
