@@ -44,6 +44,85 @@ def page_id(
 # Rows the hash tables and per-page arrays start with (they double as needed): tests shrink it
 # to reach every growth path.
 _TABLE_ROWS = 1024
+# pfns get a direct map (PfnIds) while the values they span are at most this many: 4 bytes a
+# value, 128 MiB at most, of which the kernel backs only the pages that pfns fall in (a
+# trace's pfns span the RAM it ran on: 16M values for 64 GiB). Tests shrink it.
+MAP_SPAN = 1 << 25
+
+
+class PfnIds:
+    """Dense ids of pfns, in order of first appearance, carried from batch to batch.
+
+    A direct map from pfn to id while the pfns seen span at most MAP_SPAN values, and a hash
+    table (as for the other keys) once they span more. pfns are the one key every page event
+    has, and a trace's span the RAM it ran on, so the map is usually the case: on the 20M-event
+    benchmark (833k pfns over 1.7M values) the pfn ids took 0.2 s instead of 0.7 s, and the
+    identity pass, whose critical path they were, 20% less wall time. The map grows (at least
+    doubling) when a batch's pfns fall outside it."""
+
+    def __init__(self, max_span: int | None = None) -> None:
+        self.max_span = MAP_SPAN if max_span is None else max_span
+        self.span_map: np.ndarray | None = None  # id + 1 at [pfn - lo], 0: not seen
+        self.lo = 0
+        self.table: np.ndarray | None = None  # the hash table, once the span outgrew the map
+        self.first = np.zeros(max(_TABLE_ROWS // 2, 1), np.uint64)  # each id's pfn
+        self.given = 0
+
+    def ids(self, pfn: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Each valid row's id (new pfns get the next ones), -1 elsewhere."""
+        if self.table is None:
+            lo, hi, n = K.valid_bounds(pfn, valid)
+            if n:
+                self._cover(int(lo), int(hi))
+        if self.table is not None:
+            zeros = np.zeros(len(pfn), np.uint64)
+            ids, self.table, self.first, self.given = K.dense_ids(
+                pfn, zeros, zeros, valid, self.table, self.first, self.given
+            )
+        elif self.span_map is not None:
+            ids, self.first, self.given = K.map_ids(
+                pfn, valid, np.uint64(self.lo), self.span_map, self.first, self.given
+            )
+        else:  # no pfn yet
+            ids = np.full(len(pfn), -1, np.int32)
+        return ids
+
+    def lookup(self, pfn: np.ndarray, keep: np.uint64, valid: np.ndarray) -> np.ndarray:
+        """The id of each valid row's pfn with only the bits `keep` (a folio head), or -1."""
+        if self.table is not None:
+            return K.lookup_ids(self.table, pfn, keep, valid)
+        if self.span_map is not None:
+            return K.map_lookup_ids(self.span_map, np.uint64(self.lo), pfn, keep, valid)
+        return np.full(len(pfn), -1, np.int32)
+
+    def pfns(self) -> np.ndarray:
+        """Each id's pfn."""
+        return self.first[: self.given]
+
+    def _cover(self, lo: int, hi: int) -> None:
+        """A map over [lo, hi] at least, or the hash table if that spans too many values."""
+        old = self.span_map
+        if old is not None:
+            old_hi = self.lo + len(old) - 1
+            if lo >= self.lo and hi <= old_hi:
+                return
+            lo, hi = min(lo, self.lo), max(hi, old_hi)
+        span = hi - lo + 1
+        if span > self.max_span:
+            self.table = (
+                K.new_table(_TABLE_ROWS)[0]
+                if old is None
+                else K.table_of_map(old, np.uint64(self.lo), self.given)
+            )
+            self.span_map = None
+            return
+        size = span if old is None else min(self.max_span, max(span, 2 * len(old)))
+        new_lo = max(0, hi + 1 - size) if old is not None and lo < self.lo else lo
+        grown = np.zeros(size, np.int32)
+        if old is not None:
+            at = self.lo - new_lo
+            grown[at : at + len(old)] = old
+        self.span_map, self.lo = grown, new_lo
 
 
 @dataclass
@@ -122,7 +201,7 @@ class IdentityPass:
         self.row = 0  # events resolved
         self.keyed = 0  # events whose keys were taken (ahead of `row` when pipelined)
         self.slot = np.full(n, -1, np.int32)
-        self.pfn_table = K.new_table(_TABLE_ROWS)
+        self.pfn_ids = PfnIds()
         self.file_table = K.new_table(_TABLE_ROWS)
         self.q_table = K.new_table(_TABLE_ROWS)
         self.orders = np.zeros(0, np.int64)  # folio orders > 0 seen so far
@@ -151,7 +230,7 @@ class IdentityPass:
         self.keyed += m
         return BatchKeys(
             c.kind, c.order, pid, hid, self.orders, fid, qid, c.dev, c.dev_v, c.ino, c.ino_v,
-            c.index, c.refs, (self.pfn_table[2], self.file_table[2], self.q_table[2]),
+            c.index, c.refs, (self.pfn_ids.given, self.file_table[2], self.q_table[2]),
         )  # fmt: skip
 
     def resolve_keys(self, b: BatchKeys) -> None:
@@ -198,11 +277,10 @@ class IdentityPass:
         qdev = np.where(dev_v, dev, -1).view(np.uint64)  # a null dev counts as a value
 
         def pfn_ids() -> tuple[np.ndarray, np.ndarray]:
-            pid, *self.pfn_table = K.dense_ids(pfn, zeros, zeros, pfn_v, *self.pfn_table)
+            pid = self.pfn_ids.ids(pfn, pfn_v)
             hid = np.full((len(self.orders), len(pfn)), -1, np.int32)
             for i, o in enumerate(self.orders):
-                keep = ~np.uint64((1 << int(o)) - 1)
-                hid[i] = K.lookup_ids(self.pfn_table[0], pfn, keep, pfn_v)
+                hid[i] = self.pfn_ids.lookup(pfn, ~np.uint64((1 << int(o)) - 1), pfn_v)
             return pid, hid
 
         def file_ids() -> tuple[np.ndarray, np.ndarray]:
@@ -221,13 +299,12 @@ class IdentityPass:
         if self.row != self.n:
             raise ValueError(f"identity saw {self.row} of {self.n} events")
         n_pages = self.n_pages
-        _, first, n_pfn = self.pfn_table
         pg_i, pg_u, ppfn, pino, pindex = K.page_rows(
-            self.resolve[4][:n_pages], self.acc[:n_pages], first[:n_pfn]
+            self.resolve[4][:n_pages], self.acc[:n_pages], self.pfn_ids.pfns()
         )
         # the pass is over: its key tables and per-id and per-page rows (~200 bytes a page)
         # go now, not when the driver drops the pass, before the state pass allocates its own
-        del self.acc, self.resolve, self.pfn_table, self.file_table, self.q_table
+        del self.acc, self.resolve, self.pfn_ids, self.file_table, self.q_table
         return Pages(self.slot, pg_i, pg_u, _page_table(pg_i, pg_u, ppfn, pino, pindex))
 
 

@@ -3,7 +3,8 @@
 numba-compiled loops over plain arrays (no Python runs per event):
 
 - `dense_ids` / `lookup_ids`: keys (pfn, folio head, (ino, index), (dev, ino, index)) to dense
-  ids through open-addressing hash tables, prefetched a few rows ahead;
+  ids through open-addressing hash tables, prefetched a few rows ahead; `map_ids` /
+  `map_lookup_ids` the same for pfns through a direct map while their span is small enough;
 - `resolve_pass` (narrow columns, batch by batch): head and file-only resolution, generations
   and a page slot per event, with state in arrays indexed by those ids, so nothing is sorted;
 - `infer_pass` (batch by batch): per page, what initial-state inference needs before its first
@@ -241,6 +242,90 @@ def lookup_ids(t, a, keep, valid):
         if valid[r]:
             ids[r] = _lookup(t, a[r] & keep, zero, zero)
     return ids
+
+
+@njit(cache=True, nogil=True)
+def valid_bounds(a, valid):
+    """(smallest, largest, how many) of the valid rows' values; (0, 0, 0) if none."""
+    lo, hi, n = np.uint64(0), np.uint64(0), 0
+    for r in range(a.shape[0]):
+        if valid[r]:
+            if n == 0 or a[r] < lo:
+                lo = a[r]
+            if n == 0 or a[r] > hi:
+                hi = a[r]
+            n += 1
+    return lo, hi, n
+
+
+@njit(cache=True, nogil=True)
+def map_ids(a, valid, lo, span_map, first, m):
+    """`dense_ids` of one integer key column whose valid values all lie in
+    [lo, lo + len(span_map)): id + 1 kept at span_map[key - lo] (0: not seen), one array read
+    per row where a hash table takes a probe into a table 16x as large. Same ids, same `first`.
+    Returns (ids, first, ids given)."""
+    n = a.shape[0]
+    ids = np.full(n, -1, np.int32)
+    r = 0
+    while True:
+        r, m = _map_run(a, valid, lo, span_map, first, m, ids, r)
+        if r >= n:
+            return ids, first, m
+        first = np.concatenate((first, np.zeros(first.shape[0], np.uint64)))
+
+
+@njit(cache=True, nogil=True)
+def _map_run(a, valid, lo, span_map, first, m, ids, r):
+    """map_ids from row r until done or until `first` is full (grown by the caller, as in
+    `_dense_run`): returns (next row, ids given)."""
+    n = a.shape[0]
+    while r < n:
+        if r + AHEAD < n and valid[r + AHEAD]:
+            prefetch_row(span_map, np.int64(a[r + AHEAD] - lo))
+        if valid[r]:
+            k = np.int64(a[r] - lo)
+            v = np.int64(span_map[k]) - 1
+            if v < 0:
+                if m >= first.shape[0]:
+                    return r, m
+                v = m
+                span_map[k] = m + 1
+                first[m] = a[r]
+                m += 1
+            ids[r] = v
+        r += 1
+    return r, m
+
+
+@njit(cache=True, nogil=True)
+def map_lookup_ids(span_map, lo, a, keep, valid):
+    """`lookup_ids` against a span map (`map_ids`): the id of each valid row's value with only
+    the bits `keep`, or -1 (also where it falls outside the map)."""
+    n = a.shape[0]
+    ids = np.full(n, -1, np.int32)
+    size = np.uint64(span_map.shape[0])
+    for r in range(n):
+        if valid[r]:
+            k = a[r] & keep
+            if k >= lo and k - lo < size:
+                ids[r] = span_map[np.int64(k - lo)] - 1
+    return ids
+
+
+@njit(cache=True, nogil=True)
+def table_of_map(span_map, lo, m):
+    """The hash table (`dense_ids`'s) holding a span map's m ids, for the keys still to come
+    once their span outgrows a map."""
+    cap = 1024
+    while 2 * m >= cap:
+        cap *= 2
+    t = np.zeros((cap, 4), np.uint64)
+    zero = np.uint64(0)
+    for k in range(span_map.shape[0]):
+        if span_map[k] != 0:
+            key = lo + np.uint64(k)
+            _put(t, _find(t, key, zero, zero), key, zero, zero, np.int64(span_map[k]) - 1)
+    return t
 
 
 def new_resolve_state(pg_rows: int = 1024) -> tuple[np.ndarray, ...]:

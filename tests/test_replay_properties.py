@@ -145,10 +145,12 @@ def test_core_equals_reference_when_every_buffer_overflows(events, gaps):
     """The kernels' capacities set to a few rows: the open-span pool grows on the first span,
     a state-pass call stops and resumes every couple of spans or holders, the hash tables and
     per-page arrays grow from two rows, identity is fed three events at a time and the state
-    pass four, and the holders of spans still open are deduplicated once more than two. Growth
-    and batching must not change a single value."""
+    pass four, and the holders of spans still open are deduplicated once more than two; the pfn
+    ids' map grows from its first batch's span and hands over to the hash table past a span of
+    five. Growth and batching must not change a single value."""
     ev, lost = _frames(events, gaps)
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(identity, "MAP_SPAN", 5)
         mp.setattr(core, "_POOL_ROWS", 6)
         mp.setattr(core, "_POOL_ROWS_PER_PAGE", 0)
         mp.setattr(core, "_OUT_ROWS", 7)
@@ -211,5 +213,6 @@ def test_file_only_events_resolve_in_buckets_as_in_the_whole_trace(events, bucke
         if rows:
             mp.setattr(identity, "_TABLE_ROWS", 2)
             mp.setattr(core, "_IDENTITY_ROWS", rows)
+            mp.setattr(identity, "MAP_SPAN", 100)
         fast = replay_events(ev, lost, kernel="6.8.0", buckets=buckets)
     assert_same_tables(fast, replay_events_reference(ev, lost, kernel="6.8.0"))
