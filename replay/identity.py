@@ -64,6 +64,7 @@ class PfnIds:
         self.max_span = MAP_SPAN if max_span is None else max_span
         self.span_map: np.ndarray | None = None  # id + 1 at [pfn - lo], 0: not seen
         self.lo = 0
+        self.seen = (0, 0)  # smallest and largest pfn seen (with a map)
         self.table: np.ndarray | None = None  # the hash table, once the span outgrew the map
         self.first = np.zeros(max(_TABLE_ROWS // 2, 1), np.uint64)  # each id's pfn
         self.given = 0
@@ -100,14 +101,17 @@ class PfnIds:
         return self.first[: self.given]
 
     def _cover(self, lo: int, hi: int) -> None:
-        """A map over [lo, hi] at least, or the hash table if that spans too many values."""
-        old = self.span_map
-        if old is not None:
-            old_hi = self.lo + len(old) - 1
-            if lo >= self.lo and hi <= old_hi:
-                return
-            lo, hi = min(lo, self.lo), max(hi, old_hi)
-        span = hi - lo + 1
+        """A map over every pfn seen and [lo, hi], or the hash table once those span too many
+        values (headroom a map was given does not count)."""
+        if self.span_map is None:
+            seen_lo, seen_hi = lo, hi
+        else:
+            seen_lo, seen_hi = min(lo, self.seen[0]), max(hi, self.seen[1])
+        old, old_seen = self.span_map, self.seen
+        self.seen = (seen_lo, seen_hi)
+        if old is not None and seen_lo >= self.lo and seen_hi < self.lo + len(old):
+            return
+        span = seen_hi - seen_lo + 1
         if span > self.max_span:
             self.table = (
                 K.new_table(_TABLE_ROWS)[0]
@@ -117,11 +121,12 @@ class PfnIds:
             self.span_map = None
             return
         size = span if old is None else min(self.max_span, max(span, 2 * len(old)))
-        new_lo = max(0, hi + 1 - size) if old is not None and lo < self.lo else lo
+        # the headroom goes the way the span grew
+        new_lo = max(0, seen_hi + 1 - size) if old is not None and lo < self.lo else seen_lo
         grown = np.zeros(size, np.int32)
-        if old is not None:
-            at = self.lo - new_lo
-            grown[at : at + len(old)] = old
+        if old is not None:  # every id lies within the pfns seen before
+            a, b = old_seen[0] - self.lo, old_seen[1] - self.lo + 1
+            grown[old_seen[0] - new_lo : old_seen[1] - new_lo + 1] = old[a:b]
         self.span_map, self.lo = grown, new_lo
 
 
