@@ -165,8 +165,8 @@ class TraceReplay:
         self.st, self.pool_i, self.pool_u, self.free, self.counters = K.new_state(
             n_pages, max(_POOL_ROWS, _POOL_ROWS_PER_PAGE * n_pages)
         )
-        self.out_i = np.zeros((_OUT_ROWS, K.N_OUT_I64), np.int64)
-        self.out_u = np.zeros((_OUT_ROWS, K.N_SP_U8), np.uint8)
+        self.out_i = np.zeros((K.N_OUT_I64, _OUT_ROWS), np.int64)
+        self.out_u = np.zeros((K.N_SP_U8, _OUT_ROWS), np.uint8)
         self.hold = np.zeros((_OUT_ROWS, 2), np.int64)
         self.holders: list[pl.DataFrame] = []
         self.holders_bound = _HOLDERS_CARRIED
@@ -230,8 +230,8 @@ class TraceReplay:
                 self.st, self.pool_i, self.pool_u, self.free, self.counters, dest, ev_i, ev_u,
                 ev_x, self.out_i, self.out_u, self.hold, r,
             )  # fmt: skip
-            spans_i.append(self.out_i[:n_out].copy())
-            spans_u.append(self.out_u[:n_out].copy())
+            spans_i.append(self.out_i[:, :n_out].copy())
+            spans_u.append(self.out_u[:, :n_out].copy())
             holds.append(self.hold[:n_hold].copy())
             if r >= n:
                 break
@@ -247,7 +247,7 @@ class TraceReplay:
         # (take_holders): most spans close within a few batches, and hashing each batch's rows
         # as they came cost a twentieth of the state pass
         self.holders.append(who.select(_HOLDER_ROWS.keys()))
-        out_i, out_u = _joined(spans_i), _joined(spans_u)
+        out_i, out_u = _joined(spans_i, axis=1), _joined(spans_u, axis=1)
         return Batch(self, ev, slot, at, ev_i, ev_u, ev_x, out_i, out_u, self._holders_of(out_i))
 
     def finish(self, *, grouped: bool = False) -> pl.DataFrame:
@@ -260,7 +260,7 @@ class TraceReplay:
 
     def _holders_of(self, out_i: np.ndarray) -> pl.DataFrame:
         """Holders of the pin spans among these emitted spans (taken in emission order)."""
-        pin = out_i[out_i[:, K.OUT_STATE] < 3, K.SP_ID]
+        pin = out_i[K.SP_ID, out_i[K.OUT_STATE] < 3]
         return self.take_holders(pl.Series("span", pin))
 
     def _page_events(
@@ -331,14 +331,14 @@ class TraceReplay:
     def _intervals(
         self, out_i: np.ndarray, out_u: np.ndarray, holders: pl.DataFrame, grouped: bool
     ) -> pl.DataFrame:
-        if out_i.shape[0] == 0:
+        if out_i.shape[1] == 0:
             return pl.DataFrame(schema=intervals.INTERVALS_SCHEMA)
         if grouped:
             # by state, each state's spans in the order they closed: the kernel's rows are
             # permuted here (a few integers each), not the finished table (a fifth of an
             # intervals part's write, with its nested holders)
-            at = np.argsort(out_i[:, K.OUT_STATE], kind="stable")
-            out_i, out_u = out_i[at], out_u[at]
+            at = np.argsort(out_i[K.OUT_STATE], kind="stable")
+            out_i, out_u = out_i[:, at], out_u[:, at]
         return intervals.build(
             out_i, out_u, self.pages, holders, self.trace_id, self.lost,
             trace_start_ts=self.start_ts, trace_end_ts=self.end_ts,
@@ -363,9 +363,9 @@ class TraceReplay:
         )
 
 
-def _joined(chunks: list[np.ndarray]) -> np.ndarray:
+def _joined(chunks: list[np.ndarray], axis: int = 0) -> np.ndarray:
     """The chunks (copies already) as one array, without a second copy of the usual one."""
-    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=axis)
 
 
 def _distinct_per_span(rows: pl.DataFrame) -> pl.DataFrame:

@@ -32,14 +32,14 @@ def build(
     trace_start_ts: int | None,
     trace_end_ts: int | None,
 ) -> pl.DataFrame:
-    """The intervals rows of emitted spans (kernel OUT_* / SP_* columns); `holders` has
-    (span, holders) of their pin spans."""
+    """The intervals rows of emitted spans (kernel OUT_* / SP_* fields, one array row each);
+    `holders` has (span, holders) of their pin spans."""
 
     def i(c: int) -> np.ndarray:
-        return np.ascontiguousarray(out_i[:, c])
+        return out_i[c]
 
     def u(c: int) -> pl.Series:
-        return pl.Series(out_u[:, c] == 1)
+        return pl.Series(out_u[c] == 1)
 
     at = pl.Series(i(K.SP_PAGE).astype(np.uint32))
     spans = pl.DataFrame(

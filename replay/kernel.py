@@ -64,7 +64,8 @@ B_STARTED, B_PKNOWN, B_GKNOWN, B_REFC_V, B_DIRTY, B_WB, B_CACHED = 1, 2, 4, 8, 1
 B_BUF_SHIFT = 7  # two bits: 0 unknown, 1 no, 2 yes
 B_IDENT, B_IDEV_V, B_IINDEX_V, B_IS_PFN, B_INFERRED = 512, 1024, 2048, 4096, 8192
 B_SPAN_IDENT = 1 << 14  # << s: the open span of state s has its file identity
-# Open spans (pool rows) and emitted spans (out rows).
+# Open spans (pool rows) and emitted spans (out columns: one row per field, so that each
+# field is a contiguous array for the intervals table).
 SP_ID, SP_START_ROW, SP_START_TS, SP_START_LINE, SP_DEV, SP_INO, SP_INDEX, SP_PAGE = range(8)
 SP_IDENT, SP_DEV_V, SP_INDEX_V, SP_OPEN_START = range(4)
 N_SP_I64, N_SP_U8 = 8, 4
@@ -728,13 +729,13 @@ def _open(pool_i, pool_u, free, counters, page, row, ts, line, start):
 @njit(cache=True, nogil=True)
 def _emit(pool_i, pool_u, free, counters, q, s, end_row, end_ts, end_line, out_i, out_u, n_out):
     for c in range(N_SP_I64):
-        out_i[n_out, c] = pool_i[q, c]
+        out_i[c, n_out] = pool_i[q, c]
     for c in range(N_SP_U8):
-        out_u[n_out, c] = pool_u[q, c]
-    out_i[n_out, OUT_END_ROW] = end_row
-    out_i[n_out, OUT_END_TS] = end_ts
-    out_i[n_out, OUT_END_LINE] = end_line
-    out_i[n_out, OUT_STATE] = s
+        out_u[c, n_out] = pool_u[q, c]
+    out_i[OUT_END_ROW, n_out] = end_row
+    out_i[OUT_END_TS, n_out] = end_ts
+    out_i[OUT_END_LINE, n_out] = end_line
+    out_i[OUT_STATE, n_out] = s
     free[counters[0]] = q
     counters[0] += 1
 
@@ -748,8 +749,9 @@ def state_pass(
     """Replay rows start.. of a batch (in replay order; `row0` is the batch's first global row).
 
     Writes row r's state at column dest[r] of ev_i (int32 counters, E_*), ev_u (0/1 flags and
-    buffer codes, F_*) and ev_x (its file identity: dev, ino, index), closed spans into out_i /
-    out_u, and (span id, batch row) of each row that raises a held pin state into `hold`.
+    buffer codes, F_*) and ev_x (its file identity: dev, ino, index), closed spans into the
+    columns of out_i / out_u, and (span id, batch row) of each row that raises a held pin
+    state into `hold`.
     Stops early, returning the row it reached, when the pool or an output is about to fill:
     the caller grows it and calls again from there. Returns (row reached, spans, holders).
     """
@@ -760,7 +762,7 @@ def state_pass(
     while r < n:
         if r + AHEAD < n and slot[r + AHEAD] >= 0:
             prefetch_row(st, slot[r + AHEAD])
-        if counters[0] < N_STATES or n_out + N_STATES > out_i.shape[0]:
+        if counters[0] < N_STATES or n_out + N_STATES > out_i.shape[1]:
             break
         if n_hold + 3 > hold.shape[0]:
             break
@@ -948,14 +950,14 @@ def state_pass(
 
 @njit(cache=True, nogil=True)
 def open_spans(st, pool_i, pool_u, free, counters):
-    """Every span still open at the trace's end, as emitted rows with no end."""
+    """Every span still open at the trace's end, as emitted spans with no end."""
     n = 0
     for page in range(st.shape[0]):
         for s in range(N_STATES):
             if st[page, S_OPEN + s] > 0:
                 n += 1
-    out_i = np.zeros((n, N_OUT_I64), np.int64)
-    out_u = np.zeros((n, N_SP_U8), np.uint8)
+    out_i = np.zeros((N_OUT_I64, n), np.int64)
+    out_u = np.zeros((N_SP_U8, n), np.uint8)
     m = 0
     for page in range(st.shape[0]):
         for s in range(N_STATES):
