@@ -45,8 +45,8 @@ def page_id(
 # to reach every growth path.
 _TABLE_ROWS = 1024
 # pfns get a direct map (PfnIds) while the values they span are at most this many: 4 bytes a
-# value, 128 MiB at most, of which the kernel backs only the pages that pfns fall in (a
-# trace's pfns span the RAM it ran on: 16M values for 64 GiB). Tests shrink it.
+# value, 128 MiB at most; a trace's pfns span the RAM it ran on (16M values, 64 MiB, for 64 GiB),
+# where the hash table takes 64-128 bytes a pfn. Tests shrink it.
 MAP_SPAN = 1 << 25
 
 
@@ -57,8 +57,8 @@ class PfnIds:
     table (as for the other keys) once they span more. pfns are the one key every page event
     has, and a trace's span the RAM it ran on, so the map is usually the case: on the 20M-event
     benchmark (833k pfns over 1.7M values) the pfn ids took 0.2 s instead of 0.7 s, and the
-    identity pass, whose critical path they were, 20% less wall time. The map grows (at least
-    doubling) when a batch's pfns fall outside it."""
+    identity pass, whose critical path they were, a fifth less wall time. The map grows (at
+    least doubling, up to MAP_SPAN) when a batch's pfns fall outside it."""
 
     def __init__(self, max_span: int | None = None) -> None:
         self.max_span = MAP_SPAN if max_span is None else max_span
