@@ -360,6 +360,7 @@ def write_dataset_part(df: pl.DataFrame, path: Path) -> None:
         dictionary=_DICTIONARY,
         delta=_DELTA,
         statistics=[c for c, t in df.schema.items() if t.is_numeric()] + _STRING_STATISTICS,
+        constant=("trace_id",),  # one ingest, one trace
     )
 
 

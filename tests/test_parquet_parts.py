@@ -84,3 +84,46 @@ def test_replay_parts_delta_encode_their_page_keys(tmp_path: Path) -> None:
     stats = {meta.column(c).path_in_schema: meta.column(c).statistics for c in range(6)}
     assert stats["kind"] is not None and stats["pfn"] is None
     assert pl.read_parquet(path).equals(df)
+
+
+def test_constant_columns_go_as_one_value_dictionaries_and_read_back_as_strings(
+    tmp_path: Path,
+) -> None:
+    """A part's trace_id is encoded once (a one-value dictionary), yet every reader sees the
+    frame's types: the stored Arrow schema is byte for byte what pyarrow itself would store."""
+    n = 5000
+    df = pl.DataFrame(
+        {
+            "trace_id": pl.Series(["t-1"] * n),
+            "kind": pl.Series(["pin", "unpin"] * (n // 2), dtype=KIND),
+            "comm": pl.Series(["a b", None] * (n // 2)),
+            "line": pl.int_range(n, dtype=pl.Int64, eager=True),
+            "holders": pl.Series([[{"pid": 1, "comm": "x"}]] * n),
+        }
+    )
+    path, plain = tmp_path / "part.parquet", tmp_path / "plain.parquet"
+    parquet_parts.write_part(
+        df, path, compression="lz4", row_group_rows=2048, dictionary=["kind", "comm"],
+        constant=["trace_id", "comm"],
+    )  # fmt: skip
+    # what pyarrow stores when it is given the frame as it is
+    pq.write_table(parquet_parts._required_where_full(parquet_parts.arrow_for_parquet(df)), plain)
+
+    assert "RLE_DICTIONARY" in _encodings(path)["trace_id"]
+    meta, want = pq.read_metadata(path), pq.read_metadata(plain)
+    key = parquet_parts.ARROW_SCHEMA.encode()
+    assert meta.metadata[key] == want.metadata[key]
+    assert meta.schema.equals(want.schema)  # the Parquet schema too
+    assert pl.read_parquet(path).equals(df)
+    assert pl.read_parquet(path).schema == df.schema
+    assert pq.read_table(path).equals(pq.read_table(plain))
+    rows = duckdb.sql(f"SELECT DISTINCT trace_id, typeof(trace_id) FROM '{path}'").fetchall()
+    assert rows == [("t-1", "VARCHAR")]
+    # comm has a null: not a constant, whatever the caller said; it stays as it came
+    assert pq.read_table(path).column("comm").to_pylist() == df["comm"].to_list()
+
+    empty = tmp_path / "empty.parquet"
+    parquet_parts.write_part(
+        df.clear(), empty, compression="lz4", row_group_rows=2048, constant=["trace_id"]
+    )
+    assert pl.read_parquet(empty).equals(df.clear())
