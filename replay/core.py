@@ -403,8 +403,9 @@ class Batch:
 
     def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(page_events, intervals of the spans that closed in this batch)."""
-        # trace_id is the trace's own on every row: set, not gathered (a string column)
-        ev, slot = self.ev.drop("trace_id"), self.slot
+        # trace_id is the trace's own on every row: set, not gathered (a string column); the
+        # driver does not even read it
+        ev, slot = self.ev.drop("trace_id", strict=False), self.slot
         if self.at is not None:
             ev, slot = ev.gather(self.at), slot[self.at]
         pe = self.trace._page_events(ev, slot, self.ev_i, self.ev_u, self.ev_x)

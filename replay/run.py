@@ -173,7 +173,7 @@ def _replay_trace(
     stages: dict[str, dict[str, float]],
 ) -> dict[str, int]:
     tid = trace["trace_id"]
-    events = ds.scan(dataset, "events").filter(pl.col("trace_id") == tid)
+    events = ds.scan_trace(dataset, "events", tid)
     lost = ds.scan(dataset, "lost").filter(pl.col("trace_id") == tid).collect()
     n = events.select(pl.len()).collect().item()
     counts = {"events": n, "page_events": 0, "intervals": 0, "parts": 0, "buckets": 0}
@@ -274,6 +274,8 @@ def usable_memory(limits: tuple[Path, ...] = _CGROUP_LIMITS) -> int:
 
 
 _IDENTITY_READ = (*identity.IDENTITY_COLUMNS, "ts_ns", "line")
+# The state pass reads every column but the trace's id, which it sets on its rows itself.
+_STATE_READ = tuple(c for c in EVENTS_SCHEMA if c != "trace_id")
 T = TypeVar("T")
 
 
@@ -444,7 +446,7 @@ def _replay_state(
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         row = 0  # in the trace's replay order: each event's seq
-        for batch in source.batches(None, source.batch_rows):
+        for batch in source.batches(_STATE_READ, source.batch_rows):
             with _stage(stages, "state"):
                 batch = batch.with_columns(
                     pl.int_range(row, row + batch.height, dtype=pl.Int64).alias("seq")
@@ -509,6 +511,7 @@ def write_part(df: pl.DataFrame, path: Path, grouped_by: str) -> None:
         dictionary=_DICTIONARY,
         delta=_DELTA,
         statistics=(grouped_by,),
+        constant=("trace_id",),
     )
 
 
@@ -546,10 +549,9 @@ class _ReplayOrder:
         self.first_ts: int | None = None
         self.last_ts: int | None = None
 
-    def batches(self, columns: tuple[str, ...] | None, rows: int) -> Iterator[pl.DataFrame]:
-        """Batches of `rows` events with these columns (None: every canonical column)."""
-        names = list(EVENTS_SCHEMA) if columns is None else list(columns)
-        cols = [pl.col(c).cast(EVENTS_SCHEMA[c]) for c in names]
+    def batches(self, columns: tuple[str, ...], rows: int) -> Iterator[pl.DataFrame]:
+        """Batches of `rows` events with these columns."""
+        cols = [pl.col(c).cast(EVENTS_SCHEMA[c]) for c in columns]
         it = self.events.select(cols).collect_batches(chunk_size=rows)
         while True:
             with _stage(self.stages, "read"):
