@@ -26,7 +26,7 @@ from analysis.findings import CONFIDENCES, FINDINGS_SCHEMA, RULE_COLUMNS, SEVERI
 from ingest import dataset as ds
 from ingest.errors import InputError
 from ingest.schema import EVENTS_SCHEMA, LOST_SCHEMA, OTHER_EVENTS_SCHEMA
-from replay.schema import DERIVED_TABLES
+from replay.schema import COMPUTED_SQL, DERIVED_TABLES
 
 BUILTIN_DIR = Path(queries.__file__).resolve().parent
 VIEWS_FILE = "views.sql"
@@ -613,7 +613,7 @@ def analyze_dataset(
         except (OSError, ValueError):
             pass
     kernels = {t["trace_id"]: t.get("kernel") for t in ds.traces(dataset)}
-    con = ds.connect(dataset, derived_schemas=DERIVED_TABLES)
+    con = ds.connect(dataset, derived_schemas=DERIVED_TABLES, derived_computed=COMPUTED_SQL)
     try:
         make_shareable(con)
         workers = rule_workers()

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from ingest.errors import InputError
-from replay.schema import INTERVALS_SCHEMA, PAGE_EVENTS_SCHEMA, STATES
+from replay.schema import INTERVALS_SCHEMA, PAGE_EVENTS_SCHEMA, STATES, STORED_TABLES, with_computed
 
 # Lanes drawn for a page, top to bottom after the events lane.
 LANES: tuple[str, ...] = STATES
@@ -37,8 +37,9 @@ POINT_COLUMNS: tuple[str, ...] = (
 _DERIVED = {"page_events": PAGE_EVENTS_SCHEMA, "intervals": INTERVALS_SCHEMA}
 
 
-def scan(dataset: Path, table: str) -> pl.LazyFrame:
-    """A derived table of the dataset, typed exactly as replay/schema.py says.
+def scan(dataset: Path, table: str, *, computed: bool = True) -> pl.LazyFrame:
+    """A derived table of the dataset, typed exactly as replay/schema.py says (without its
+    computed columns, page_id, unless `computed`).
 
     Goes through ingest.dataset (which knows the layout and skips half-written directories);
     the fallback reads DATASET/derived/<table>/**/*.parquet directly.
@@ -62,12 +63,14 @@ def scan(dataset: Path, table: str) -> pl.LazyFrame:
             missing_columns="insert",
         )
     names = lf.collect_schema().names()
-    return lf.select(
+    stored = lf.select(
         [
             (pl.col(c) if c in names else pl.lit(None)).cast(t, strict=False).alias(c)
-            for c, t in schema.items()
+            for c, t in STORED_TABLES[table].items()
         ]
     )
+    # page_id: computed where read (replay/schema.py)
+    return with_computed(stored, table) if computed else stored
 
 
 def manifest_traces(dataset: Path) -> list[dict]:

@@ -470,11 +470,14 @@ def connect(
     read_only: bool = True,
     extra_views: dict[str, str] | None = None,
     derived_schemas: dict[str, dict[str, pl.DataType]] | None = None,
+    derived_computed: dict[str, dict[str, str]] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per table of the dataset.
 
     Canonical tables read only the traces in the manifest; derived tables every Parquet file
-    under derived/<name>/ (an empty typed view for each of `derived_schemas` not built yet);
+    under derived/<name>/ (an empty typed view for each of `derived_schemas` not built yet),
+    with the columns `derived_computed` gives for it (table → column → SQL over the stored
+    columns) computed in the view, in the order of its schema in `derived_schemas`;
     `manifest_traces` is the manifest itself. `extra_views` (name → SELECT) are created last,
     so they can build on the others. The database is in memory: tables created on it never
     touch the dataset. `read_only` is kept for callers' intent; statements that write files
@@ -487,8 +490,15 @@ def connect(
         _create_view(con, table, _part_globs(dataset, table), schema)
     for name, d in derived_tables(dataset).items():
         glob = str(d.resolve() / "**" / "*.parquet")
+        computed = (derived_computed or {}).get(name, {})
+        schema = (derived_schemas or {}).get(name)
+        select = "*"
+        if computed and schema is not None:
+            select = ", ".join(
+                f"{computed[c]} AS {_ident(c)}" if c in computed else _ident(c) for c in schema
+            )
         con.execute(
-            f"CREATE VIEW {_ident(name)} AS SELECT * FROM read_parquet({_sql_str(glob)}, "
+            f"CREATE VIEW {_ident(name)} AS SELECT {select} FROM read_parquet({_sql_str(glob)}, "
             "hive_partitioning=true, union_by_name=true)"
         )
     present = derived_tables(dataset)

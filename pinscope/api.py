@@ -33,6 +33,12 @@ def _derived_schemas() -> dict[str, dict[str, pl.DataType]]:
     return {**DERIVED_TABLES, "findings": FINDINGS_SCHEMA}
 
 
+def _derived_computed() -> dict[str, dict[str, str]]:
+    from replay.schema import COMPUTED_SQL
+
+    return COMPUTED_SQL
+
+
 def _extra_views(dataset: Path) -> dict[str, str]:
     """The rule catalogue's helper views and one view per rule (findings as SQL)."""
     from analysis.rules import rule_views
@@ -51,6 +57,7 @@ def connect(dataset: Path | str, *, read_only: bool = True) -> duckdb.DuckDBPyCo
         read_only=read_only,
         extra_views=_extra_views(dataset),
         derived_schemas=_derived_schemas(),
+        derived_computed=_derived_computed(),
     )
 
 
@@ -71,7 +78,12 @@ class Dataset:
     def scan(self, table: str) -> pl.LazyFrame:
         schema = None
         if table.startswith(f"{ds.DERIVED}/"):
-            schema = _derived_schemas().get(table.split("/", 1)[1])
+            from replay.schema import COMPUTED_SQL, STORED_TABLES, with_computed
+
+            name = table.split("/", 1)[1]
+            if name in COMPUTED_SQL:  # its computed columns (page_id) added to what is stored
+                return with_computed(ds.scan(self.path, table, schema=STORED_TABLES[name]), name)
+            schema = _derived_schemas().get(name)
         return ds.scan(self.path, table, schema=schema)
 
     def connect(self) -> duckdb.DuckDBPyConnection:

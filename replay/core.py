@@ -19,8 +19,15 @@ import pyarrow as pa
 from ingest.schema import EVENTS_SCHEMA, LOST_SCHEMA, conform, foll_flags_for
 from replay import identity, intervals, partition
 from replay import kernel as K
-from replay.schema import BUFFERS, PAGE_EVENTS_SCHEMA
+from replay.schema import (
+    BUFFERS,
+    INTERVALS_SCHEMA,
+    PAGE_EVENTS_SCHEMA,
+    STORED_TABLES,
+    with_computed,
+)
 
+STORED_PAGE_EVENTS = STORED_TABLES["page_events"]
 _BUFFER_NAMES = pl.Series(["unknown", "no", "yes"], dtype=BUFFERS)
 # Rows of the open-span pool to start with (it doubles as needed), and spans and holder rows
 # one kernel call may emit (it stops and is called again), and events per identity batch: tests
@@ -63,7 +70,8 @@ def replay_events(
     `buckets`, each trace's pages in that many buckets (replay/partition.py), with an
     identity pass and a state pass each.
 
-    page_events come in (trace, seq) order.
+    page_events come in (trace, seq) order. Both tables have their computed columns
+    (page_id); `TraceReplay`'s batches give them as stored, without.
     """
     ev = prepare(events)
     lost_df = _lost_frame(lost)
@@ -102,9 +110,12 @@ def replay_events(
     if not pes:
         return ReplayResult(
             pl.DataFrame(schema=PAGE_EVENTS_SCHEMA),
-            pl.DataFrame(schema=intervals.INTERVALS_SCHEMA),
+            pl.DataFrame(schema=INTERVALS_SCHEMA),
         )
-    return ReplayResult(pl.concat(pes), pl.concat(ivs))
+    # the tables as readers see them: with page_id (computed where read, not stored)
+    return ReplayResult(
+        with_computed(pl.concat(pes), "page_events"), with_computed(pl.concat(ivs), "intervals")
+    )
 
 
 def _route(narrow: pl.DataFrame, buckets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -276,7 +287,7 @@ class TraceReplay:
         n = ev.height
         live = slot >= 0
         at = pl.Series("_at", np.where(live, slot, self.pages.height - 1).astype(np.uint32))
-        page = self.pages.select(pl.col("pfn", "generation", "page_id").gather(at))
+        page = self.pages.select(pl.col("pfn", "generation").gather(at))
         flags = ev_u.view(np.bool_)
 
         def arrow(values: np.ndarray, valid: np.ndarray, typ: pa.DataType) -> pa.Array:
@@ -316,7 +327,6 @@ class TraceReplay:
                 pl.when(L).then(pl.col(f"_{c}")).otherwise(pl.col(c)).alias(c)
                 for c in ("dev", "ino", "index")
             ],
-            pl.col("_pg_page_id").alias("page_id"),
             pl.col("_pg_generation").alias("generation"),
             "seq",
             *_COUNTERS[:10],
@@ -326,13 +336,13 @@ class TraceReplay:
                 for _, name in _BUFFERS
             ],
             *[name for _, name in _FLAGS[6:]],
-        ).select([pl.col(c).cast(t) for c, t in PAGE_EVENTS_SCHEMA.items()])
+        ).select([pl.col(c).cast(t) for c, t in STORED_PAGE_EVENTS.items()])
 
     def _intervals(
         self, out_i: np.ndarray, out_u: np.ndarray, holders: pl.DataFrame, grouped: bool
     ) -> pl.DataFrame:
         if out_i.shape[1] == 0:
-            return pl.DataFrame(schema=intervals.INTERVALS_SCHEMA)
+            return pl.DataFrame(schema=intervals.STORED_INTERVALS)
         if grouped:
             # by state, each state's spans in the order they closed: the kernel's rows are
             # permuted here (a few integers each), not the finished table (a fifth of an

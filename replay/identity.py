@@ -2,7 +2,7 @@
 to pages. Keys become dense ids (compiled hash passes), then replay/kernel.py `resolve_pass`
 resolves folio heads and file-only events, cuts generations and gives each event a page slot,
 and `infer_pass` collects what initial-state inference needs, batch by batch (IdentityPass);
-`pages()` returns that with the page table (page_id formatted once per page).
+`pages()` returns that with the page table (each page's pfn and generation).
 """
 
 from __future__ import annotations
@@ -28,17 +28,6 @@ IDENTITY_COLUMNS: tuple[str, ...] = (
     "index",
     "refs",  # releases before a page's first raise: its inferred initial count
 )
-
-
-def page_id(
-    pfn: pl.Expr, generation: pl.Expr, dev: pl.Expr, ino: pl.Expr, index: pl.Expr
-) -> pl.Expr:
-    """`pfn:<pfn>/<generation>` or `file:<dev>:<ino>/<index>` (dev `-` when null)."""
-    return (
-        pl.when(pfn.is_not_null())
-        .then(pl.format("pfn:{}/{}", pfn, generation))
-        .otherwise(pl.format("file:{}:{}/{}", dev.cast(pl.String).fill_null("-"), ino, index))
-    )
 
 
 # Rows the hash tables and per-page arrays start with (they double as needed): tests shrink it
@@ -133,7 +122,7 @@ class PfnIds:
 @dataclass
 class Pages:
     """A trace's page identity: each event's page slot (-1: pageless) and, per slot, what the
-    state pass needs (kernel PG_* columns) and the page table (page_id, pfn, generation)."""
+    state pass needs (kernel PG_* columns) and the page table (pfn, generation)."""
 
     slot: np.ndarray
     pg_i: np.ndarray
@@ -304,44 +293,28 @@ class IdentityPass:
         if self.row != self.n:
             raise ValueError(f"identity saw {self.row} of {self.n} events")
         n_pages = self.n_pages
-        pg_i, pg_u, ppfn, pino, pindex = K.page_rows(
+        pg_i, pg_u, ppfn = K.page_rows(
             self.resolve[4][:n_pages], self.acc[:n_pages], self.pfn_ids.pfns()
         )
         # the pass is over: its key tables and per-id and per-page rows (~200 bytes a page)
         # go now, not when the driver drops the pass, before the state pass allocates its own
         del self.acc, self.resolve, self.pfn_ids, self.file_table, self.q_table
-        return Pages(self.slot, pg_i, pg_u, _page_table(pg_i, pg_u, ppfn, pino, pindex))
+        return Pages(self.slot, pg_i, pg_u, _page_table(pg_i, pg_u, ppfn))
 
 
-def _page_table(
-    pg_i: np.ndarray, pg_u: np.ndarray, ppfn: np.ndarray, pino: np.ndarray, pindex: np.ndarray
-) -> pl.DataFrame:
-    """One row per page slot: page_id (formatted once per page), pfn, generation; then one
-    all-null row, where pageless events point."""
-
-    is_pfn = pl.Series(pg_u[:, K.PG_IS_PFN] == 1)
-    dev_v = pl.Series(pg_u[:, K.PG_DEV_V] == 1)
+def _page_table(pg_i: np.ndarray, pg_u: np.ndarray, ppfn: np.ndarray) -> pl.DataFrame:
+    """One row per page slot: pfn (null for file pages) and generation; then one all-null
+    row, where pageless events point."""
     df = pl.DataFrame(
         {
-            "_is_pfn": is_pfn,
+            "_is_pfn": pl.Series(pg_u[:, K.PG_IS_PFN] == 1),
             "_pfn": ppfn,
             "generation": pg_i[:, K.PG_GEN].astype(np.int32),
-            "_dev": pg_i[:, K.PG_DEV],
-            "_dev_v": dev_v,
-            "_ino": pino,
-            "_index": pindex,
         }
     )
     df = df.select(
         pl.when("_is_pfn").then(pl.col("_pfn")).alias("pfn"),
         pl.when("_is_pfn").then(pl.col("generation")).otherwise(0).alias("generation"),
-        page_id(
-            pl.when("_is_pfn").then(pl.col("_pfn")),
-            pl.col("generation"),
-            pl.when("_dev_v").then(pl.col("_dev")),
-            pl.col("_ino"),
-            pl.col("_index"),
-        ).alias("page_id"),
     )
     # a last, all-null row for pageless events
     return pl.concat([df, df.clear(1)])

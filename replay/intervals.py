@@ -12,7 +12,9 @@ import numpy as np
 import polars as pl
 
 from replay import kernel as K
-from replay.schema import HOLDER, INTERVALS_SCHEMA, STATES
+from replay.schema import HOLDER, STATES, STORED_TABLES
+
+STORED_INTERVALS = STORED_TABLES["intervals"]  # as written: no page_id (replay/schema.py)
 
 STATE = pl.Enum(list(STATES))
 _PIN_STATES = ["pinned", "writable_pinned", "longterm_pinned"]
@@ -60,13 +62,12 @@ def build(
             "open_at_start": u(K.SP_OPEN_START),
         }
     )
-    page = pages.select(pl.col("page_id", "pfn", "generation").gather(at))
+    page = pages.select(pl.col("pfn", "generation").gather(at))
     open_end = pl.col("_end_row") < 0
     ident = pl.col("_ident")
     out = pl.concat([spans, page], how="horizontal").select(
         "span",
         pl.lit(trace_id, pl.String).alias("trace_id"),
-        "page_id",
         "pfn",
         "generation",
         pl.when(ident & pl.col("_dev_v")).then(pl.col("_dev")).alias("dev"),
@@ -91,7 +92,7 @@ def build(
         .alias("holders")
     )
     out = _uncertain(out, lost, trace_end_ts)
-    return out.select([pl.col(c).cast(t) for c, t in INTERVALS_SCHEMA.items()])
+    return out.select([pl.col(c).cast(t) for c, t in STORED_INTERVALS.items()])
 
 
 def _uncertain(spans: pl.DataFrame, lost: pl.DataFrame, trace_end_ts: int | None) -> pl.DataFrame:

@@ -671,14 +671,12 @@ def in_replay_order(ts, line, last_ts, last_line):
 @njit(cache=True, nogil=True)
 def page_rows(pg, acc, pfns):
     """The state pass's per-page rows from resolve_pass's (PGR_*) and infer_pass's (acc), in
-    one pass: (pg_i, pg_u, then each page's pfn, ino and index for the page table, 0 where
-    the page is not named by them). pfns: the pfn of each pfn id."""
+    one pass: (pg_i, pg_u, then each page's pfn for the page table, 0 for file pages). pfns:
+    the pfn of each pfn id."""
     n = pg.shape[0]
     pg_i = np.zeros((n, N_PG_I), np.int64)
     pg_u = np.zeros((n, N_PG_U), np.uint8)
     ppfn = np.zeros(n, np.uint64)
-    pino = np.zeros(n, np.uint64)
-    pindex = np.zeros(n, np.uint64)
     for p in range(n):
         is_pfn = pg[p, PGR_PFN] >= 0
         pg_i[p, PG_GEN] = pg[p, PGR_GEN]
@@ -693,9 +691,7 @@ def page_rows(pg, acc, pfns):
         else:
             pg_i[p, PG_DEV] = pg[p, PGR_DEV]
             pg_u[p, PG_DEV_V] = 1 if pg[p, PGR_DEV_V] == 1 else 0
-            pino[p] = np.uint64(pg[p, PGR_INO])
-            pindex[p] = np.uint64(pg[p, PGR_INDEX])
-    return pg_i, pg_u, ppfn, pino, pindex
+    return pg_i, pg_u, ppfn
 
 
 def new_state(n_pages: int, pool_rows: int) -> tuple[np.ndarray, ...]:

@@ -44,7 +44,7 @@ from ingest.schema import EVENTS_SCHEMA, FORMAT_VERSION
 from replay import core, identity, kernel, partition
 
 # Bump when replay's output for the same events changes: it invalidates every derived/.
-REPLAY_VERSION = "2"
+REPLAY_VERSION = "3"  # 3: page_id computed where read, no longer stored
 STAMP = "replay.json"
 # Events per batch: bounds what is in flight (≈ 300 bytes per event in page_events before it is
 # written); WORKERS written parts at most wait behind the state pass. 3 rather than 2 on two

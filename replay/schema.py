@@ -6,6 +6,8 @@ the reference oracle both implement exactly that text.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import polars as pl
 
 from ingest.schema import EVENTS_SCHEMA
@@ -76,3 +78,48 @@ DERIVED_TABLES: dict[str, dict[str, pl.DataType]] = {
     "page_events": PAGE_EVENTS_SCHEMA,
     "intervals": INTERVALS_SCHEMA,
 }
+
+# page_id is computed where the tables are read, not stored: it is the row's own page identity
+# printed (docs/replay.md, "page_id"), `pfn:<pfn>/<generation>` or `file:<dev>:<ino>/<index>`,
+# null on pageless events (whose generation is null). Stored, this one string a row was most
+# of a page_events part's bytes (3.4 of 3.7 MB a 500k-row part, on the replay benchmark) and
+# ~9% of a replay's CPU to build and write. The views (`pinscope sql`, the rules) compute it
+# with PAGE_ID_SQL, polars readers with `page_id_expr`: the same text from the same columns.
+PAGE_ID_SQL = (
+    "CASE WHEN generation IS NULL THEN NULL"
+    " WHEN pfn IS NOT NULL THEN 'pfn:' || pfn || '/' || generation"
+    " ELSE 'file:' || coalesce(CAST(dev AS VARCHAR), '-') || ':' || ino || '/' || \"index\" END"
+)
+COMPUTED_SQL: dict[str, dict[str, str]] = {
+    "page_events": {"page_id": PAGE_ID_SQL},
+    "intervals": {"page_id": PAGE_ID_SQL},
+}
+# What the part files under derived/ hold: the tables without their computed columns.
+STORED_TABLES: dict[str, dict[str, pl.DataType]] = {
+    name: {c: t for c, t in schema.items() if c not in COMPUTED_SQL.get(name, {})}
+    for name, schema in DERIVED_TABLES.items()
+}
+
+
+def page_id_expr() -> pl.Expr:
+    """page_id from a row's pfn, generation, dev, ino and index (PAGE_ID_SQL in polars)."""
+    pfn, generation = pl.col("pfn"), pl.col("generation")
+    dev = pl.col("dev").cast(pl.String).fill_null("-")
+    return (
+        pl.when(generation.is_null())
+        .then(pl.lit(None, pl.String))
+        .when(pfn.is_not_null())
+        .then(pl.format("pfn:{}/{}", pfn, generation))
+        .otherwise(pl.format("file:{}:{}/{}", dev, pl.col("ino"), pl.col("index")))
+        .alias("page_id")
+    )
+
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def with_computed(frame: Frame, table: str) -> Frame:
+    """A derived table as stored (or as read from older parts that stored page_id) with its
+    computed columns, in the table's column order."""
+    computed = {"page_id": page_id_expr()} if table in COMPUTED_SQL else {}
+    return frame.select([computed.get(c, pl.col(c)) for c in DERIVED_TABLES[table]])

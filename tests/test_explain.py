@@ -87,7 +87,7 @@ def test_file_only_page(dataset: Path) -> None:
     done = run(str(dataset), "--ino", "13", "--index", "0")
     assert done.returncode == 0, done.stderr
     assert table_lines(done.stdout) == [60]
-    assert "ino 13 index 0" in done.stdout and "lifetimes file:-:13/0" in done.stdout
+    assert "ino 13 index 0" in done.stdout and "lifetimes file:8388609:13/0" in done.stdout
 
 
 def test_paging(dataset: Path) -> None:

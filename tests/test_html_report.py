@@ -94,7 +94,7 @@ def page_events_frame() -> pl.DataFrame:
         page_id=pl.when(pl.col("pfn").is_not_null())
         .then(pl.format("pfn:{}/0", page))
         .when(pl.col("ino").is_not_null())
-        .then(pl.format("file:-:{}/{}", pl.col("ino"), pl.col("index"))),
+        .then(pl.format("file:{}:{}/{}", pl.col("dev"), pl.col("ino"), pl.col("index"))),
         seq=pl.int_range(pl.len(), dtype=pl.Int64),
         _d=(sign.otherwise(0) * pl.col("refs")).cast(pl.Int32),
     )

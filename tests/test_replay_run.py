@@ -18,6 +18,7 @@ from ingest.schema import FORMAT_VERSION, conform
 from replay import run
 from replay.core import replay_events
 from replay.run import replay_dataset
+from replay.schema import COMPUTED_SQL, DERIVED_TABLES, with_computed
 
 _IV_KEY = ["trace_id", "page_id", "state", "start_ts_ns", "start_line"]
 
@@ -75,7 +76,8 @@ def _make_dataset(root: Path, traces: dict[str, pl.DataFrame], kernel: str = "6.
 
 
 def _derived(root: Path, table: str) -> pl.DataFrame:
-    return ds.scan(root, f"derived/{table}").collect()
+    """A derived table as readers see it: with page_id computed (it is not stored)."""
+    return with_computed(ds.scan(root, f"derived/{table}"), table).collect()
 
 
 @pytest.mark.parametrize("stored", ["in_order", "shuffled"])
@@ -300,7 +302,9 @@ def test_part_files_are_grouped_by_kind(tmp_path, batch_rows):
         kind = pq.ParquetFile(part).metadata.row_group(0).column(df.columns.index("kind"))
         assert kind.statistics is not None and kind.statistics.has_min_max
     assert next_seq == ev.height
-    assert "fork" in set(pl.read_parquet(parts).filter(pl.col("page_id").is_null())["kind"])
+    # pageless rows: null generation (and so null page_id); page_id itself is not stored
+    assert "page_id" not in pl.read_parquet_schema(parts[0])
+    assert "fork" in set(pl.read_parquet(parts).filter(pl.col("generation").is_null())["kind"])
     for part in sorted((root / ds.DERIVED / "intervals").rglob("*.parquet")):
         st = pl.read_parquet(part, columns=["state"])["state"].to_physical()
         assert st.is_sorted(), part
@@ -369,3 +373,39 @@ def test_a_failed_sort_into_replay_order_is_a_clear_error(tmp_path, monkeypatch)
     with pytest.raises(InputError, match=r"out of time order and sorting it .* failed"):
         replay_dataset(root)
     assert not list(root.glob(f"{ds.TMP_PREFIX}*"))
+
+
+def test_page_id_is_computed_where_read_the_same_in_sql_as_in_memory(tmp_path):
+    """page_id is not in the part files: the views compute it (PAGE_ID_SQL) and it matches the
+    in-memory replay's, itself held to the reference oracle's: pfn pages, unresolved file pages
+    with and without a dev, and pageless rows (null)."""
+    ev = _events("t1", n_pages=12)
+    last = ev["line"].max()
+    extra = [  # file-only events on pages never cached: replayed under their file identity
+        {"kind": "wb_start", "ino": 99, "index": 1},
+        {"kind": "wb_end", "ino": 99, "index": 1},
+        {"kind": "dirty", "dev": 3, "ino": 99, "index": 2},
+        {"kind": "fork"},
+    ]
+    rows = [
+        {"trace_id": "t1", "line": last + i + 1, "ts_ns": 10**9 + i, "pid": 8, **r}
+        for i, r in enumerate(extra)
+    ]
+    ev = pl.concat([ev, conform(pl.DataFrame(rows), "events")])
+    root = _make_dataset(tmp_path / "ds", {"t1": ev})
+    replay_dataset(root)
+    want = replay_events(ev, None, kernel="6.8.0")
+
+    for table in ("page_events", "intervals"):
+        for part in (root / ds.DERIVED / table).rglob("*.parquet"):
+            assert "page_id" not in pl.read_parquet_schema(part)
+    con = ds.connect(root, derived_schemas=DERIVED_TABLES, derived_computed=COMPUTED_SQL)
+    got = con.sql("SELECT page_id FROM page_events ORDER BY seq").pl()["page_id"]
+    assert got.to_list() == want.page_events.sort("seq")["page_id"].to_list()
+    assert {"pfn:1000/0", "file:-:99/1", "file:3:99/2", None} <= set(got.to_list())
+    got_iv = con.sql("SELECT page_id, state::VARCHAR AS state, start_line FROM intervals").pl()
+    key = ["page_id", "state", "start_line"]
+    want_iv = want.intervals.select("page_id", pl.col("state").cast(pl.String), "start_line")
+    assert got_iv.sort(key, nulls_last=True).equals(want_iv.sort(key, nulls_last=True))
+    # the polars readers compute the same text
+    assert _derived(root, "page_events").sort("seq")["page_id"].equals(got.alias("page_id"))
