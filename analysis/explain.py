@@ -29,6 +29,7 @@ from analysis.timeline import (
 )
 from ingest.errors import InputError, PinscopeError
 from ingest.schema import foll_flags_for
+from replay.schema import with_computed
 
 # One character per kind in the terminal lane chart.
 KIND_CHAR: dict[str, str] = {
@@ -113,22 +114,41 @@ def page_rows(dataset: Path, q: Query) -> pl.DataFrame:
     A pfn also matches events traced on a subpage (event_pfn) and shows the whole head page;
     a file offset selects the page lifetimes that held it, then shows each whole lifetime.
     """
-    lf = scan(dataset, "page_events")
+    lf = scan(dataset, "page_events", computed=False)
     if q.trace is not None:
         lf = lf.filter(pl.col("trace_id") == q.trace)
     if q.pfn is not None:
         hit = (pl.col("pfn") == q.pfn) | (pl.col("event_pfn") == q.pfn)
     else:
         hit = (pl.col("ino") == q.ino) & (pl.col("index") == q.index)
-    keys = lf.filter(hit & pl.col("page_id").is_not_null()).select("trace_id", "page_id").unique()
-    rows = (
-        lf.join(keys, on=["trace_id", "page_id"], how="semi")
-        .sort("trace_id", "ts_ns", "line")
-        .collect()
-    )
-    if rows.is_empty():
+    # the pages hit, by what page_id is made of: (pfn, generation) of pfn pages, (dev, ino,
+    # index) of file pages (null pfn); a pageless row has a null generation
+    hits = lf.filter(hit & pl.col("generation").is_not_null())
+    pfn_keys = _keys(hits.filter(pl.col("pfn").is_not_null()), "pfn", "generation")
+    file_keys = _keys(hits.filter(pl.col("pfn").is_null()), "dev", "ino", "index")
+    # each page's rows: a filter on the keys' values the Parquet scan applies as it reads,
+    # then the exact match (page_id itself is computed for these rows only)
+    parts = []
+    if pfn_keys.height:
+        rows = lf.filter(pl.col("pfn").is_in(pfn_keys["pfn"].implode()))
+        parts.append(rows.join(pfn_keys.lazy(), on=list(pfn_keys.columns), how="semi"))
+    if file_keys.height:
+        rows = lf.filter(
+            pl.col("pfn").is_null()
+            & pl.col("generation").is_not_null()
+            & pl.col("ino").is_in(file_keys["ino"].implode())
+        )
+        on = list(file_keys.columns)
+        parts.append(rows.join(file_keys.lazy(), on=on, how="semi", nulls_equal=True))
+    if not parts:
         raise PinscopeError(f"no events for {q.text} in {dataset}")
-    return rows
+    rows = pl.concat(parts).sort("trace_id", "ts_ns", "line").collect()
+    return with_computed(rows, "page_events")
+
+
+def _keys(hits: pl.LazyFrame, *columns: str) -> pl.DataFrame:
+    """The distinct (trace_id, *columns) of these rows."""
+    return hits.select("trace_id", *columns).unique().collect()
 
 
 def decode_flags(rows: pl.DataFrame, bits: dict[str, int]) -> pl.Series:
