@@ -339,12 +339,14 @@ def swap_into_place(src: Path, target: Path) -> None:
 
 def _part_globs(dataset: Path, table: str) -> list[str]:
     dataset = Path(dataset).resolve()
-    out = []
-    for t in traces(dataset):
-        d = trace_dir(dataset, table, t["trace_id"])
-        if d.is_dir() and any(d.glob("*.parquet")):
-            out.append(str(d / "*.parquet"))
-    return out
+    globs = (_trace_glob(dataset, table, t["trace_id"]) for t in traces(dataset))
+    return [g for g in globs if g is not None]
+
+
+def _trace_glob(dataset: Path, table: str, trace_id: str) -> str | None:
+    """The glob of one trace's parts of a table; None where it has none."""
+    d = trace_dir(dataset, table, trace_id)
+    return str(d / "*.parquet") if d.is_dir() and any(d.glob("*.parquet")) else None
 
 
 def derived_tables(dataset: Path) -> dict[str, Path]:
@@ -391,10 +393,10 @@ def scan_trace(dataset: Path, table: str, trace_id: str) -> pl.LazyFrame:
     """One committed trace's rows of a canonical table: its own parts, which hold no other
     trace's rows. `scan(...).filter(trace_id == …)` evaluates the filter on every row (and
     streaming a 20M-event trace through it without reading trace_id held ~400 MiB more)."""
-    d = trace_dir(dataset, table, trace_id)
-    if not (d.is_dir() and any(d.glob("*.parquet"))):
+    glob = _trace_glob(dataset, table, trace_id)
+    if glob is None:
         return pl.LazyFrame(schema=TABLES[table])
-    return pl.scan_parquet(str(d / "*.parquet"), hive_partitioning=False, schema=TABLES[table])
+    return pl.scan_parquet(glob, hive_partitioning=False, schema=TABLES[table])
 
 
 def _sql_str(s: str) -> str:

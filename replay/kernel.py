@@ -47,13 +47,12 @@ K_FREE_BUFFERS, K_MKWRITE, K_ALLOC, K_FREE = (
 K_FORK = _K["fork"]
 
 # resolve_pass page rows (PGR_*) and the page table the state pass reads (PG_*).
-# A page's file key (PGR_DEV…PGR_INDEX) is its first event's: what a file page is named by.
-PGR_PFN, PGR_GEN, PGR_INFER, PGR_DEV, PGR_DEV_V, PGR_INO, PGR_INDEX = range(7)
-N_PGR = 7
-PG_GEN, PG_DEV, PG_INIT_PINS, PG_INIT_GETS = range(4)
-N_PG_I = 4
-PG_IS_PFN, PG_DEV_V, PG_INIT_WB, PG_INIT_CACHED, PG_INFER = range(5)
-N_PG_U = 5
+PGR_PFN, PGR_GEN, PGR_INFER = range(3)
+N_PGR = 3
+PG_GEN, PG_INIT_PINS, PG_INIT_GETS = range(3)
+N_PG_I = 3
+PG_IS_PFN, PG_INIT_WB, PG_INIT_CACHED, PG_INFER = range(4)
+N_PG_U = 4
 # Per-page state (state_pass `st`): one 128-byte row per page, carried from one batch to the
 # next, so that an event touches two cache lines of its page, not one per array.
 S_PINS, S_GETS, S_WR, S_LT, S_REFC, S_IDEV, S_IINO, S_IINDEX, S_FLAGS = range(9)
@@ -463,10 +462,6 @@ def resolve_pass(
             pg[page, PGR_PFN] = rp
             pg[page, PGR_GEN] = gen
             pg[page, PGR_INFER] = 1 if (gen == 0 and k != K_ALLOC) else 0
-            pg[page, PGR_DEV] = dev[r]
-            pg[page, PGR_DEV_V] = 1 if dev_v[r] else 0
-            pg[page, PGR_INO] = np.int64(ino[r])
-            pg[page, PGR_INDEX] = np.int64(index[r])
             if rp < 0:
                 qpage[qid[r]] = page
             else:
@@ -688,9 +683,6 @@ def page_rows(pg, acc, pfns):
         if is_pfn:
             pg_u[p, PG_IS_PFN] = 1
             ppfn[p] = pfns[pg[p, PGR_PFN]]
-        else:
-            pg_i[p, PG_DEV] = pg[p, PGR_DEV]
-            pg_u[p, PG_DEV_V] = 1 if pg[p, PGR_DEV_V] == 1 else 0
     return pg_i, pg_u, ppfn
 
 
