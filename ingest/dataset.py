@@ -21,7 +21,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from ingest.errors import InputError
-from ingest.schema import FORMAT_VERSION, TABLES
+from ingest.schema import COMPUTED_SQL, FORMAT_VERSION, STORED_TABLES, TABLES, with_computed
 
 MANIFEST = "manifest.json"
 LOCK_FILE = ".lock"
@@ -383,10 +383,7 @@ def scan(
         raise InputError(
             f"unknown table {table!r}: expected one of {', '.join(TABLES)} or derived/<name>"
         )
-    globs = _part_globs(dataset, table)
-    if not globs:
-        return pl.LazyFrame(schema=TABLES[table])
-    return pl.scan_parquet(globs, hive_partitioning=False, schema=TABLES[table])
+    return _scan_parts(_part_globs(dataset, table), table)
 
 
 def scan_trace(dataset: Path, table: str, trace_id: str) -> pl.LazyFrame:
@@ -394,9 +391,18 @@ def scan_trace(dataset: Path, table: str, trace_id: str) -> pl.LazyFrame:
     trace's rows. `scan(...).filter(trace_id == …)` evaluates the filter on every row (and
     streaming a 20M-event trace through it without reading trace_id held ~400 MiB more)."""
     glob = _trace_glob(dataset, table, trace_id)
-    if glob is None:
+    return _scan_parts([] if glob is None else [glob], table)
+
+
+def _scan_parts(globs: list[str], table: str) -> pl.LazyFrame:
+    """A canonical table's parts with its computed columns (schema.with_computed); a column
+    that older parts stored and that is now computed is ignored."""
+    if not globs:
         return pl.LazyFrame(schema=TABLES[table])
-    return pl.scan_parquet(glob, hive_partitioning=False, schema=TABLES[table])
+    parts = pl.scan_parquet(
+        globs, hive_partitioning=False, schema=STORED_TABLES[table], extra_columns="ignore"
+    )
+    return with_computed(parts, table) if table in COMPUTED_SQL else parts
 
 
 def _sql_str(s: str) -> str:
@@ -489,16 +495,13 @@ def connect(
     dataset = require_dataset(dataset)
     con = duckdb.connect(":memory:")
     for table, schema in TABLES.items():
-        _create_view(con, table, _part_globs(dataset, table), schema)
+        globs = _part_globs(dataset, table)
+        _create_view(con, table, globs, schema, COMPUTED_SQL.get(table))
     for name, d in derived_tables(dataset).items():
         glob = str(d.resolve() / "**" / "*.parquet")
         computed = (derived_computed or {}).get(name, {})
         schema = (derived_schemas or {}).get(name)
-        select = "*"
-        if computed and schema is not None:
-            select = ", ".join(
-                f"{computed[c]} AS {_ident(c)}" if c in computed else _ident(c) for c in schema
-            )
+        select = _select(schema, computed) if computed and schema is not None else "*"
         con.execute(
             f"CREATE VIEW {_ident(name)} AS SELECT {select} FROM read_parquet({_sql_str(glob)}, "
             "hive_partitioning=true, union_by_name=true)"
@@ -521,16 +524,25 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _select(schema: Iterable[str], computed: dict[str, str]) -> str:
+    """A view's column list: the schema's columns in order, the computed ones by their SQL."""
+    return ", ".join(
+        f"{computed[c]} AS {_ident(c)}" if c in computed else _ident(c) for c in schema
+    )
+
+
 def _create_view(
     con: duckdb.DuckDBPyConnection,
     name: str,
     globs: list[str],
     schema: dict[str, pl.DataType],
+    computed: dict[str, str] | None = None,
 ) -> None:
     if globs:
         files = "[" + ", ".join(_sql_str(g) for g in globs) + "]"
+        select = _select(schema, computed) if computed else "*"
         con.execute(
-            f"CREATE VIEW {_ident(name)} AS SELECT * FROM read_parquet({files}, "
+            f"CREATE VIEW {_ident(name)} AS SELECT {select} FROM read_parquet({files}, "
             "hive_partitioning=true, union_by_name=true)"
         )
     else:

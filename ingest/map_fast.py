@@ -5,8 +5,8 @@ key fills which column, how it is read, which kind it gives — for the event na
 holds, and `ftrace_kernel.map_rows` applies them row by row. Where the kernel is not certain to
 read what `mapping.map_events` would (a malformed or out-of-range number, a quoted symbol, a
 row that would be rejected), the row goes to `map_events` itself, together with the lines the
-framing kernel left to polars. Unmapped events become `other_events` rows, their key=value
-pairs split by `ftrace_kernel.kv_spans`.
+framing kernel left to polars. Unmapped events become `other_events` rows (their key=value
+fields are computed from the body where the table is read: schema.with_computed).
 
 The events of a chunk come out in line order, as `map_events` orders them: a trace printed in
 time order is then stored in replay order, and replay reads it as it is.
@@ -276,20 +276,10 @@ class CommViews:
 def _other(
     f: FastFramed, idx: np.ndarray, ids: np.ndarray, names: pl.Series, comm: CommViews
 ) -> pl.DataFrame:
-    body_s = f.body_s[idx]
-    body_e = f.body_e[idx]
-    if ac.views_fit(f.buf):  # the pairs straight as views, in the pass that finds them
-        offsets, kview, vview = K.kv_views(f.buf, K.loads_of(f.buf), body_s, body_e)
-        keys, values = ac.from_views(f.buf, kview), ac.from_views(f.buf, vview)
-    else:
-        offsets, kv = K.kv_spans(f.buf, body_s, body_e)
-        keys, values = ac.strings(f.buf, kv[0], kv[1]), ac.strings(f.buf, kv[2], kv[3])
-    pairs = pa.StructArray.from_arrays([keys, values], names=["key", "value"])
     table = pa.table(
         {
             **_header_columns(f, idx, comm),
-            "body": ac.strings(f.buf, body_s, body_e),
-            "fields": pa.LargeListArray.from_arrays(pa.array(offsets), pairs),
+            "body": ac.strings(f.buf, f.body_s[idx], f.body_e[idx]),
         }
     )
     df = pl.from_arrow(table)

@@ -44,7 +44,6 @@ from ingest.errors import InputError
 from ingest.fields import (
     Key,
     extract_fields,
-    kv_list,
     parse_dev,
     parse_int,
     parse_uint,
@@ -458,12 +457,7 @@ def _kinds(lf: pl.LazyFrame, spec: EventSpec) -> pl.LazyFrame:
 
 
 def _other(df: pl.DataFrame, trace_id: str) -> pl.DataFrame:
-    return schema.conform(
-        df.with_columns(
-            pl.lit(trace_id).alias("trace_id"), kv_list(pl.col("body")).alias("fields")
-        ),
-        "other_events",
-    )
+    return schema.conform(df.with_columns(pl.lit(trace_id).alias("trace_id")), "other_events")
 
 
 def map_events(framed: pl.DataFrame, trace_id: str, mapping: Mapping) -> MappedChunk:

@@ -336,14 +336,14 @@ class _Totals:
 # time stamps, which rise through a part (a few bits a row where plain takes 64), and for pfns,
 # inodes and page indexes, whose deltas are no wider than their values (on a `simulate mixed`
 # trace, `events` parts a fifth smaller and 6% less CPU to write, read as fast). Dictionaries
-# for the few-valued strings but not the fields' keys: plain comms and callers saved 1-2% of an
-# ingest's CPU, but replay, which reads every column of `events`, read them 8% slower (with the
-# dictionaries it reads these parts 9% faster than polars'). Min/max statistics for the numbers
-# (cheap, and what lets a scan of a time or line range skip row groups) and the few-valued
-# strings a query filters on, not for comms, bodies and fields, where they cost the most and
-# prune nothing. zstd at pyarrow's level (1). Against polars' writer (zstd level 3, statistics
-# on every column), on a `simulate mixed` trace: a fifth less CPU to write; `events` parts a
-# third smaller, the dataset a sixth.
+# for the few-valued strings: plain comms and callers saved 1-2% of an ingest's CPU, but
+# replay, which reads every column of `events`, read them 8% slower (with the dictionaries it
+# reads these parts 9% faster than polars'). Min/max statistics for the numbers (cheap, and
+# what lets a scan of a time or line range skip row groups) and the few-valued strings a query
+# filters on, not for comms and bodies, where they cost the most and prune nothing. zstd at
+# pyarrow's level (1). Against polars' writer (zstd level 3, statistics on every column), on a
+# `simulate mixed` trace: a fifth less CPU to write; `events` parts a third smaller, the
+# dataset a sixth.
 PART_ROW_GROUP_ROWS = 262_144
 _DICTIONARY = ("trace_id", "comm", "kind", "source_event", "caller", "event")
 _DELTA = ("line", "ts_ns", "event_line", "pfn", "new_pfn", "ino", "index")

@@ -6,7 +6,12 @@ together with DESIGN.md and the format version in the manifest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import polars as pl
+
+from ingest.fields import KEY_RE, kv_list
 
 FORMAT_VERSION = 1
 
@@ -129,6 +134,42 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
     "rejects": REJECTS_SCHEMA,
 }
 
+# Columns computed where the tables are read, not stored in their part files. `fields` is
+# `kv_list(body)`: every `key=value` token of the body (split on single spaces, the key matching
+# KEY_RE), its value up to a second `=`. Stored, it cost an ingest more than anything else it
+# wrote (list<struct> levels for ~5 pairs a row: most of an `other_events` part's write, ~3/4
+# of its bytes) and, with the pass that split it, ~19% of a 10M-line `simulate mixed`
+# ingest's CPU; it is derived from `body` exactly, as DuckDB (FIELDS_SQL, in every view of
+# other_events) and polars (`kv_list`, in `with_computed`) both compute it. Parts written
+# before, which stored it, are read the same way: the stored column is ignored.
+_KEY_PATTERN = "^" + KEY_RE + "="
+FIELDS_SQL = (
+    "list_transform(list_filter(string_split(body, ' '), "
+    f"lambda t: regexp_matches(t, '{_KEY_PATTERN}')), "
+    "lambda t: {'key': split_part(t, '=', 1), 'value': split_part(t, '=', 2)})"
+)
+COMPUTED_SQL: dict[str, dict[str, str]] = {"other_events": {"fields": FIELDS_SQL}}
+_COMPUTED_POLARS: dict[str, dict[str, Callable[[], pl.Expr]]] = {
+    "other_events": {"fields": lambda: kv_list(pl.col("body"))}
+}
+# What the part files hold: the tables without their computed columns.
+STORED_TABLES: dict[str, dict[str, pl.DataType]] = {
+    name: {c: t for c, t in schema.items() if c not in COMPUTED_SQL.get(name, {})}
+    for name, schema in TABLES.items()
+}
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def with_computed(frame: Frame, table: str) -> Frame:
+    """A canonical table as stored (or as older parts stored it) with its computed columns,
+    in the table's column order."""
+    computed = _COMPUTED_POLARS.get(table, {})
+    return frame.select(
+        [computed[c]().alias(c) if c in computed else pl.col(c) for c in TABLES[table]]
+    )
+
+
 # Line accounting in the manifest: these categories partition the file's lines exactly.
 LINE_CATEGORIES: tuple[str, ...] = (
     "events",  # rows of `events`
@@ -169,13 +210,14 @@ def foll_flags_for(kernel: str | None) -> dict[str, int]:
 
 
 def empty(table: str) -> pl.DataFrame:
-    """An empty frame of one canonical table, with its exact types."""
-    return pl.DataFrame(schema=TABLES[table])
+    """An empty frame of one canonical table as stored, with its exact types."""
+    return pl.DataFrame(schema=STORED_TABLES[table])
 
 
 def conform(df: pl.DataFrame, table: str) -> pl.DataFrame:
-    """Select and cast a frame to one canonical table's columns, adding missing ones as nulls."""
-    schema = TABLES[table]
+    """Select and cast a frame to the columns one canonical table stores, adding missing ones
+    as nulls (computed columns are left out: see `with_computed`)."""
+    schema = STORED_TABLES[table]
     return df.select(
         [
             (pl.col(c) if c in df.columns else pl.lit(None)).cast(t, strict=False).alias(c)

@@ -11,12 +11,17 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest import dataset as ds
 from ingest.errors import InputError
+from ingest.fields import kv_list
 from ingest.pipeline import ingest_files
-from ingest.schema import TABLES
+from ingest.schema import FIELDS_SQL, TABLES
 
 GOLDEN = Path(__file__).parent / "golden" / "real"
 PY = sys.executable
@@ -211,6 +216,66 @@ def test_connect_views(dataset: Path, tmp_path: Path) -> None:
         assert con.sql(f"SELECT count(*) FROM {name}").fetchall()[0] == (0,)
     assert {r[0]: r[1] for r in con.sql("DESCRIBE lost").fetchall()}["lost_events"] == "BIGINT"
     assert con.sql("SELECT count(*) FROM manifest_traces").fetchall()[0] == (0,)
+
+
+_OTHER_LINES = (
+    "            bash-2201    [000] .....     0.000001: sched_switch: prev_comm=bash "
+    "prev_pid=12 prev_prio=120 prev_state=S ==> next_comm=swapper/1 next_pid=0 next_prio=120\n"
+    "     kworker/0:1-40      [001] d..2.     0.000002: writeback_single_inode: "
+    "bdi 8:0: ino=12 state=I_DIRTY_PAGES|I_SYNC a==b\n"
+    "            bash-2201    [000] .....     0.000003: function:             "
+    "schedule <-worker_thread\n"
+)
+_OTHER_FIELDS = [
+    {"prev_comm": "bash", "prev_pid": "12", "prev_prio": "120", "prev_state": "S",
+     "next_comm": "swapper/1", "next_pid": "0", "next_prio": "120"},
+    {"ino": "12", "state": "I_DIRTY_PAGES|I_SYNC", "a": ""},
+    {},
+]  # fmt: skip
+
+
+def test_other_events_fields_are_computed_where_read(tmp_path: Path) -> None:
+    """The parts store each other event's body, not its key=value fields: the SQL views and
+    `scan` compute them from the body, the same pairs. Parts written before, which stored the
+    fields, are read the same way (their stored column is ignored)."""
+    trace = tmp_path / "other.trace"
+    trace.write_text(_OTHER_LINES)
+    d = tmp_path / "ds"
+    ingest_files([trace], d)
+    parts = sorted((d / "other_events").rglob("*.parquet"))
+    assert parts and all("fields" not in pq.read_schema(p).names for p in parts)
+
+    def pairs(rows: list[list[dict[str, str]]]) -> list[dict[str, str]]:
+        return [{f["key"]: f["value"] for f in r} for r in rows]
+
+    def read_both() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        scanned = ds.scan(d, "other_events").sort("line").collect()
+        assert dict(scanned.schema) == TABLES["other_events"]
+        con = ds.connect(d)
+        sql = con.sql("SELECT fields FROM other_events ORDER BY line").fetchall()
+        return pairs(scanned["fields"].to_list()), pairs([r[0] for r in sql])
+
+    assert read_both() == (_OTHER_FIELDS, _OTHER_FIELDS)
+    # a part as older ingests wrote it: with a fields column, here holding something else
+    old = pq.read_table(parts[0])
+    stale = pa.array(
+        [[{"key": "stale", "value": "x"}]] * old.num_rows,
+        pa.large_list(pa.struct([("key", pa.string()), ("value", pa.string())])),
+    )
+    pq.write_table(old.append_column("fields", stale), parts[0])
+    assert read_both() == (_OTHER_FIELDS, _OTHER_FIELDS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="ab_Z9=.[]- \t\u00e9", max_size=40) | st.none(), max_size=8))
+def test_the_views_fields_sql_is_kv_list(bodies: list[str | None]) -> None:
+    """FIELDS_SQL (DuckDB) and kv_list (polars) split any body into the same pairs."""
+    frame = pl.DataFrame({"body": bodies}, schema={"body": pl.String()})
+    want = frame.select(kv_list(pl.col("body")).alias("fields"))
+    con = duckdb.connect()
+    con.register("t", frame.to_arrow())
+    got = con.sql(f"SELECT {FIELDS_SQL} AS fields FROM t").pl()
+    assert got.to_dicts() == want.to_dicts()
 
 
 def test_connect_does_not_write_the_dataset(dataset: Path) -> None:

@@ -190,27 +190,6 @@ def test_the_kernel_takes_a_comm_with_a_dash_and_digits() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet="ab_=.[]0 -", max_size=30), max_size=12))
-def test_kv_views_are_the_views_of_the_kv_spans(bodies: list[str]) -> None:
-    """The one-pass key=value views read what kv_spans + view_spans read, up to the buffer's
-    last byte (where no 16-byte load fits)."""
-    import numpy as np
-
-    from ingest import arrow_cols, ftrace_kernel
-
-    buf, starts, ends = arrow_cols.string_buffers(pl.Series(bodies, dtype=pl.String))
-    loads = ftrace_kernel.loads_of(buf)
-    offsets, spans = ftrace_kernel.kv_spans(buf, starts, ends)
-    offsets2, keys, values = ftrace_kernel.kv_views(buf, loads, starts, ends)
-    assert np.array_equal(offsets, offsets2)
-    assert np.array_equal(keys, ftrace_kernel.view_spans(buf, loads, spans[0], spans[1]))
-    assert np.array_equal(values, ftrace_kernel.view_spans(buf, loads, spans[2], spans[3]))
-    got = pl.from_arrow(arrow_cols.from_views(buf, values)).to_list() if len(values) else []
-    text = buf.tobytes().decode()
-    assert got == [text[a:b] for a, b in zip(spans[2], spans[3], strict=True)]
-
-
-@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=80), st.integers(0, 9))
 def test_line_hashes_depend_on_the_bytes_only(data: bytes, shift: int) -> None:
     """Duplicate lines are found by hash: the same bytes hash the same wherever they sit in a
