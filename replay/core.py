@@ -346,9 +346,12 @@ class TraceReplay:
         if grouped:
             # by state, each state's spans in the order they closed: the kernel's rows are
             # permuted here (a few integers each), not the finished table (a fifth of an
-            # intervals part's write, with its nested holders)
+            # intervals part's write, with its nested holders). `take` keeps each field's row
+            # contiguous, where `out_i[:, at]` gave a Fortran-ordered array whose strided rows
+            # made building the tables slow: 1.7-2.1 s on the main thread for a 20M-event
+            # replay's 7.5M spans, 1.0 s with `take` (three alternating pairs)
             at = np.argsort(out_i[K.OUT_STATE], kind="stable")
-            out_i, out_u = out_i[:, at], out_u[:, at]
+            out_i, out_u = out_i.take(at, axis=1), out_u.take(at, axis=1)
         return intervals.build(
             out_i, out_u, self.pages, holders, self.trace_id, self.lost,
             trace_start_ts=self.start_ts, trace_end_ts=self.end_ts,
