@@ -2,10 +2,12 @@
 
 `ftrace_kernel.frame_lines` takes the plain event lines, the function tracer's lines and the
 stack frames (nearly all of a trace) straight from the bytes; every line it does not take —
-comments, stack-trace markers, lost markers, the latency format, odd numbers, non-ASCII,
-damage — goes through `read_ftrace.frame_unattached` (the polars readers, whose result per
-line depends on that line only). Stack frames are then attached to the event before them
-across both kinds of line, exactly as `read_ftrace.attach_stacks` does.
+comments, the latency format, odd numbers, non-ASCII, damage — goes through
+`read_ftrace.frame_unattached` (the polars readers, whose result per line depends on that
+line only), but for two kinds of line that need none of their set-up: stack-trace markers
+(`<stack trace>`, framed by the kernel too) and lost-event markers
+(`read_ftrace.lost_markers`). Stack frames are then attached to the event before them across
+both kinds of line, exactly as `read_ftrace.attach_stacks` does.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pyarrow as pa
 from ingest import arrow_cols as ac
 from ingest import ftrace_kernel as K
 from ingest.framing import FRAMED_SCHEMA, ChunkContext, conform_framed
-from ingest.read_ftrace import attach_stacks, finish, frame_unattached
+from ingest.read_ftrace import attach_stacks, finish, frame_unattached, lost_markers
 
 # the text of the lines at these indexes of the chunk, decoded as the pipeline decodes them
 FallbackText = Callable[[np.ndarray], pl.Series]
@@ -79,8 +81,8 @@ def frame_block(
         clean = K.clean_spans(buf, starts, ends)
     out = K.frame_lines(buf, K.loads_of(buf), starts, ends, clean)
     ok, rows, ts, cpu, pid, tgid, comm_s, comm_e, name_s, name_e, body_s, body_e = out[:12]
-    stk, stk_rows, stk_s, stk_e = out[12:]
-    fb_idx = np.flatnonzero(~(ok | stk))
+    stk, stk_rows, stk_s, stk_e, mark, mark_i = out[12:]
+    fb_idx = np.flatnonzero(~(ok | stk | mark))
     parts = []
     if len(fb_idx):
         df = pl.DataFrame(
@@ -89,7 +91,13 @@ def frame_block(
                 "raw": fallback_text(fb_idx),
             }
         )
-        parts.append(frame_unattached(df, ctx))
+        lost, odd = _lost_lines(df)
+        if lost.height:
+            parts.append(lost)
+        if odd.height:
+            parts.append(frame_unattached(odd, ctx))
+    if len(mark_i):
+        parts.append(_stack_markers(buf, ends, mark_i, first_line))
     if len(stk_rows):
         parts.append(_stack_frames(buf, stk_rows, stk_s, stk_e, first_line))
     if not parts:
@@ -99,7 +107,7 @@ def frame_block(
     else:
         others = pl.concat(parts, how="diagonal_relaxed").sort("line")
     others = _attach(others, ok, rows, np.flatnonzero(~ok), first_line, ctx)
-    if len(stk_rows):
+    if len(stk_rows) or len(mark_i):
         others = _orphans_text(others, first_line, fallback_text)
     return FastFramed(
         first_line=first_line,
@@ -132,6 +140,60 @@ def _stack_frames(
     assert isinstance(df, pl.DataFrame)
     cols = [
         pl.col(c).cast(t) if c in ("line", "body") else pl.lit(None, t).alias(c)
+        for c, t in _UNATTACHED.items()
+    ]
+    return df.select(cols).with_columns(cls=pl.lit("stack", FRAMED_SCHEMA["cls"]))
+
+
+def _lost_lines(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the lost-event markers among these lines, framed; the other lines, as they came).
+
+    A line that `read_ftrace.lost_markers` reads as a marker is framed by the general reader
+    as nothing else (it cannot be a comment, an event or damaged text), so its row is made
+    here from that same function: the general reader's set-up for a chunk's odd lines cost
+    ~30 ms a call, whatever their number, and a long trace's chunks often hold no others."""
+    lost_cpu, lost_events = lost_markers(pl.col("raw"))
+    df = df.with_columns(_cpu=lost_cpu, _n=lost_events)
+    is_lost = pl.col("_cpu").is_not_null()
+    cols = [
+        pl.col("line"),
+        pl.col("raw"),
+        pl.col("_cpu").alias("cpu"),
+        pl.col("_n").alias("lost_events"),
+        pl.lit("lost", FRAMED_SCHEMA["cls"]).alias("cls"),
+    ]
+    lost = df.filter(is_lost).select(cols)
+    lost = lost.select(
+        [
+            pl.col(c) if c in lost.columns else pl.lit(None, t).alias(c)
+            for c, t in _UNATTACHED.items()
+        ]
+    )
+    return lost, df.filter(~is_lost).select("line", "raw")
+
+
+def _stack_markers(
+    buf: np.ndarray, ends: np.ndarray, mark_i: np.ndarray, first_line: int
+) -> pl.DataFrame:
+    """The kernel's stack-trace marker lines as the general reader frames them: the header's
+    values, no event, the marker as the body (its `raw` left null, as _stack_frames')."""
+    at = mark_i[:, K.MK_ROW]
+    tgid = mark_i[:, K.MK_TGID]
+    table = pa.table(
+        {
+            "line": pa.array(at + first_line),
+            "ts_ns": pa.array(mark_i[:, K.MK_TS]),
+            "cpu": pa.array(mark_i[:, K.MK_CPU].astype(np.int16)),
+            "pid": pa.array(mark_i[:, K.MK_PID].astype(np.int32)),
+            "tgid": ac.numbers(tgid.astype(np.int32), tgid >= 0),
+            "comm": ac.strings(buf, mark_i[:, K.MK_COMM_S], mark_i[:, K.MK_COMM_E]),
+            "body": ac.strings(buf, mark_i[:, K.MK_BODY_S], ends[at]),
+        }
+    )
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    cols = [
+        pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c)
         for c, t in _UNATTACHED.items()
     ]
     return df.select(cols).with_columns(cls=pl.lit("stack", FRAMED_SCHEMA["cls"]))

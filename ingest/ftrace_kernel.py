@@ -484,6 +484,28 @@ def _header_after_comm(buf: np.ndarray, p: int, c1: int) -> tuple[bool, int, int
     return True, the_pid, the_tgid, the_cpu, the_ts
 
 
+# A stack-trace marker line's row in frame_lines' output (its body runs to the line's end).
+MK_ROW, MK_TS, MK_CPU, MK_PID, MK_TGID, MK_COMM_S, MK_COMM_E, MK_BODY_S = range(8)
+N_MARK_FIELDS = 8
+_STACK_MARKER = np.frombuffer(b"<stack trace>", np.uint8)
+_USER_STACK_MARKER = np.frombuffer(b"<user stack trace>", np.uint8)
+
+
+@nb.njit(cache=True, nogil=True)
+def _is_stack_marker(buf: np.ndarray, a: int, b: int) -> bool:
+    """buf[a:b] is exactly `<stack trace>` or `<user stack trace>` (read_ftrace._STACK_MARKERS)."""
+    for marker in (_STACK_MARKER, _USER_STACK_MARKER):
+        if b - a == marker.shape[0]:
+            same = True
+            for k in range(b - a):
+                if buf[a + k] != marker[k]:
+                    same = False
+                    break
+            if same:
+                return True
+    return False
+
+
 @nb.njit(cache=True, nogil=True)
 def frame_lines(
     buf: np.ndarray, loads: np.ndarray, starts: np.ndarray, ends: np.ndarray, clean: np.ndarray
@@ -502,6 +524,9 @@ def frame_lines(
     reader would call it a function: no space, or ` <-`, and no leading `<`, trailing `:` or
     leading space. Then, per line, whether it is a stack frame (` => ` first: the general
     reader's `stack`), and per stack frame its index and its text's start and end (stripped).
+    Last, per line, whether it is a stack-trace marker (`… secs.frac: <stack trace>` or
+    `<user stack trace>`, on a header the kernel would take for an event line: the general
+    reader's `stack` too, with the header's values), and per marker a row of _MARK_FIELDS.
     """
     n = starts.shape[0]
     nl = loads.shape[0]
@@ -522,8 +547,11 @@ def frame_lines(
     stk_rows = np.empty(n, np.int64)
     stk_s = np.empty(n, np.int64)
     stk_e = np.empty(n, np.int64)
+    mark = np.zeros(n, np.bool_)
+    mark_i = np.empty((n, N_MARK_FIELDS), np.int64)
     m = 0
     ms = 0
+    mk = 0
     for i in range(n):
         s = starts[i]
         e = ends[i]
@@ -611,6 +639,20 @@ def frame_lines(
             continue  # takes flags without `:` only
         if c2 < 0:  # no event name: a function-tracer line `func <-parent`, or not taken here
             r = c1 + 2
+            if _is_stack_marker(buf, r, e):
+                if _has_colon(buf, p, c1):  # the general reader takes flags without `:` only
+                    continue
+                mark[i] = True
+                mark_i[mk, MK_ROW] = i
+                mark_i[mk, MK_TS] = the_ts
+                mark_i[mk, MK_CPU] = the_cpu
+                mark_i[mk, MK_PID] = the_pid
+                mark_i[mk, MK_TGID] = the_tgid
+                mark_i[mk, MK_COMM_S] = cs
+                mark_i[mk, MK_COMM_E] = p
+                mark_i[mk, MK_BODY_S] = r
+                mk += 1
+                continue
             if r >= e or buf[r] == 32 or buf[r] == 60 or buf[e - 1] == 58:  # ' ', '<', ':'
                 continue
             spaces = 0
@@ -686,6 +728,8 @@ def frame_lines(
         stk_rows[:ms],
         stk_s[:ms],
         stk_e[:ms],
+        mark,
+        mark_i[:mk],
     )
 
 

@@ -62,6 +62,10 @@ def _ftrace_line(draw: st.DrawFn) -> str:
                 [
                     " => foo+0x1/0x2",
                     "CPU:1 [LOST 3 EVENTS]",
+                    "CPU:12 [LOST EVENTS]  ",
+                    "CPU:2 [-5 EVENTS DROPPED]",
+                    "CPU:70000 [LOST 1 EVENTS]",
+                    "CPU:1 [LOST x EVENTS]",
                     "# tracer: nop",
                     "",
                     "   ",
@@ -81,6 +85,9 @@ def _ftrace_line(draw: st.DrawFn) -> str:
         return f"{comm}-4242    2d..1. 276242022us : {pick(_EVENTS, 'sched_switch')}: x=1"
     if kind == 3:  # function tracer
         return f"{head}: do_sys_open <-__x64_sys_openat"
+    if kind == 4:  # a stack-trace marker, now and then not quite one
+        marker = ["<stack trace>", "<user stack trace>", "<stack trace> ", "<stack trace", "<x>"]
+        return f"{head}{pick(_SEPS, ': ')}{pick(marker, '<stack trace>')}"
     return (
         f"{head}{pick(_SEPS, ': ')}{pick(_EVENTS, 'page_ref_mod')}{pick(_SEPS, ': ')}"
         f"{pick(_BODIES, 'pfn=0x1 val=3')}"
@@ -168,9 +175,44 @@ def test_the_kernel_takes_function_lines_and_stack_frames() -> None:
         "try_grab_folio",
         "padded+0x1/0x2",
     ]
+    # the `<stack trace>` marker: the kernel's too, with its header's values
+    assert out[16].tolist() == [False] * 4 + [True] + [False] * 3
+    (marker,) = out[17].tolist()
+    assert marker[ftrace_kernel.MK_ROW] == 4 and marker[ftrace_kernel.MK_TS] == 2000
+    assert text[marker[ftrace_kernel.MK_COMM_S] : marker[ftrace_kernel.MK_COMM_E]] == "bash"
+    assert text[marker[ftrace_kernel.MK_BODY_S] : ends[4]] == "<stack trace>"
     framed = rf.frame_ftrace(s, 1, _ctx())
     assert framed["event"].to_list()[:2] == ["function", "function"]
-    assert framed["cls"].to_list()[2:4] == ["stack", "stack"]
+    assert framed["cls"].to_list()[2:5] == ["stack", "stack", "stack"]
+
+
+def test_markers_and_lost_lines_skip_the_general_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk of event lines, stack traces and lost-event markers (what a long trace's chunks
+    hold) is framed without the general reader, whose set-up cost ~30 ms a chunk; the rows are
+    still the general reader's, as the property above checks for every mix of lines."""
+    from ingest import ftrace_fast
+
+    s = pl.Series(
+        [
+            "            bash-2201    [000] .....     0.000001: page_ref_mod: pfn=0x1 val=3",
+            "            bash-2201    [000] .....     0.000002: <stack trace>",
+            " => try_grab_folio",
+            "CPU:1 [LOST 187 EVENTS]",
+            "          <...>-7   (    7) [001] d..1     0.000003: <user stack trace>",
+            " => 0x7f0000001000",
+            "CPU:3 [EVENTS DROPPED]",
+        ]
+    )
+    want = rf.frame_ftrace_polars(s, 1, _ctx())
+
+    def general_reader(*_: object) -> None:
+        raise AssertionError("the general reader was called")
+
+    monkeypatch.setattr(ftrace_fast, "frame_unattached", general_reader)
+    got = rf.frame_ftrace(s, 1, _ctx())
+    assert_frame_equal(got, want)
+    assert got["cls"].to_list() == ["event", "stack", "stack", "lost", "stack", "stack", "lost"]
+    assert got["lost_events"].to_list()[3] == 187 and got["tgid"].to_list()[4] == 7
 
 
 def test_the_kernel_takes_a_comm_with_a_dash_and_digits() -> None:
