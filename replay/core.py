@@ -358,7 +358,8 @@ class TraceReplay:
         )  # fmt: skip
 
     def take_holders(self, spans: pl.Series) -> pl.DataFrame:
-        """(span, holders) of these closed spans, dropping their rows from the pending ones."""
+        """The holder rows (span, pid, comm, caller) of these closed spans, each span's rows
+        together and distinct, in the order they came; dropped from the pending ones."""
         pending = pl.concat(self.holders) if self.holders else pl.DataFrame(schema=_HOLDER_ROWS)
         closed = pending.get_column("span").is_in(spans.implode())
         mine = pending.filter(closed)
@@ -367,13 +368,9 @@ class TraceReplay:
             carried = _first_distinct(carried)
             self.holders_bound = max(2 * carried.height, _HOLDERS_CARRIED)
         self.holders = [carried]
-        # by span, stably (each span's holders stay in the order they came): the group_by then
-        # finds its groups on a sorted key; the spans' order is the join's business
-        return (
-            _distinct_per_span(mine.sort("span", maintain_order=True))
-            .group_by("span")
-            .agg(pl.struct("pid", "comm", "caller").alias("holders"))
-        )
+        # by span, stably (each span's holders stay in the order they came): the intervals
+        # table lays each span's run out as its list (intervals.holders_column)
+        return _distinct_per_span(mine.sort("span", maintain_order=True))
 
 
 def _joined(chunks: list[np.ndarray], axis: int = 0) -> np.ndarray:

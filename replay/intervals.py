@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from replay import kernel as K
-from replay.schema import HOLDER, STATES, STORED_TABLES
+from replay.schema import STATES, STORED_TABLES
 
 STORED_INTERVALS = STORED_TABLES["intervals"]  # as written: no page_id (replay/schema.py)
 
@@ -35,7 +36,7 @@ def build(
     trace_end_ts: int | None,
 ) -> pl.DataFrame:
     """The intervals rows of emitted spans (kernel OUT_* / SP_* fields, one array row each);
-    `holders` has (span, holders) of their pin spans."""
+    `holders` has the holder rows of their pin spans (TraceReplay.take_holders)."""
 
     def i(c: int) -> np.ndarray:
         return out_i[c]
@@ -86,13 +87,46 @@ def build(
         "open_at_start",
         open_end.alias("open_at_end"),
     )
-    out = out.join(holders, on="span", how="left", maintain_order="left").with_columns(
-        pl.when(pl.col("state").is_in(_PIN_STATES))
-        .then(pl.col("holders").fill_null(pl.lit([], pl.List(HOLDER))))
-        .alias("holders")
-    )
+    pin = i(K.OUT_STATE) < len(_PIN_STATES)
+    out = out.with_columns(holders_column(i(K.SP_ID), pin, holders))
     out = _uncertain(out, lost, trace_end_ts)
     return out.select([pl.col(c).cast(t) for c, t in STORED_INTERVALS.items()])
+
+
+def holders_column(span: np.ndarray, pin: np.ndarray, rows: pl.DataFrame) -> pl.Series:
+    """`holders` for spans in this order: a list of each pin span's holder rows (empty when
+    it has none), null for the other states. `rows` (span, pid, comm, caller) holds each
+    span's rows together, in their order.
+
+    Laid out as a list column straight from offsets: a join of the spans with lists
+    grouped per span moved the nested values twice, and cost twice as much."""
+    n, m = len(span), rows.height
+    offsets = np.zeros(n + 1, np.int64)
+    values = rows.select("pid", "comm", "caller")
+    if m:
+        at = (
+            rows.select("span")
+            .join(
+                pl.DataFrame({"span": span, "_row": np.arange(n, dtype=np.int64)}),
+                on="span",
+                how="left",
+                maintain_order="left",
+            )
+            .get_column("_row")
+        )
+        if at.null_count():
+            raise ValueError("holder rows of a span that is not among these spans")
+        row = at.to_numpy()
+        np.cumsum(np.bincount(row, minlength=n), out=offsets[1:])
+        # each span's rows go, in their order, where its list starts
+        run = np.flatnonzero(np.concatenate(([True], row[1:] != row[:-1])))
+        rank = np.arange(m) - np.repeat(run, np.diff(np.append(run, m)))
+        order = np.empty(m, np.int64)
+        order[offsets[row] + rank] = np.arange(m)
+        values = values[order]
+    struct = values.to_struct("holders").to_arrow(compat_level=pl.CompatLevel.newest())
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), struct, mask=pa.array(~pin))
+    return pl.Series("holders", lists)
 
 
 def _uncertain(spans: pl.DataFrame, lost: pl.DataFrame, trace_end_ts: int | None) -> pl.DataFrame:
