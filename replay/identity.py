@@ -368,23 +368,30 @@ _NUMPY = {pl.Int8: np.int8, pl.Int64: np.int64, pl.UInt64: np.uint64}
 def _unpacked(s: pl.Series, dtype: type, fill: int) -> tuple[np.ndarray, np.ndarray]:
     """(values as dtype with `fill` where null, validity), straight from the Arrow buffers:
     polars' fill_null, cast, to_numpy and is_not_null each made a fresh array, a fifth of
-    the state pass's own time. Enums give their codes."""
-    a = s.rechunk().to_arrow()
-    if isinstance(a, pa.ChunkedArray):
-        a = a.combine_chunks()
+    the state pass's own time. Enums give their codes. Chunk by chunk into the one output:
+    the identity pass's batches come in a chunk per Parquet part read, and joining them
+    first copied every value once more."""
+    out = np.empty(len(s), dtype)
+    valid = np.empty(len(s), np.bool_)
+    at = 0
+    for chunk in s.get_chunks():
+        n = len(chunk)
+        _unpack_into(chunk.to_arrow(), fill, out[at : at + n], valid[at : at + n])
+        at += n
+    return out, valid
+
+
+def _unpack_into(a: pa.Array, fill: int, out: np.ndarray, valid: np.ndarray) -> None:
     if isinstance(a, pa.DictionaryArray):
         a = a.indices
     bits, data = a.buffers()[:2]
     n = len(a)
     values = np.frombuffer(data, a.type.to_pandas_dtype(), count=a.offset + n)[a.offset :]
-    out = np.empty(n, dtype)
     if bits is None or a.null_count == 0:
         out[:] = values
-        valid = np.ones(n, np.bool_)
+        valid[:] = True
     else:
         packed = np.frombuffer(bits, np.uint8)
-        valid = np.unpackbits(packed, count=a.offset + n, bitorder="little").view(np.bool_)
-        if a.offset:
-            valid = valid[a.offset :].copy()
+        bools = np.unpackbits(packed, count=a.offset + n, bitorder="little").view(np.bool_)
+        valid[:] = bools[a.offset :]
         K.fill_nulls(values, valid, fill, out)
-    return out, valid
