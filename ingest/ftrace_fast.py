@@ -134,15 +134,20 @@ def _stack_frames(
 ) -> pl.DataFrame:
     """The kernel's stack-frame lines as the general reader frames them (its `raw` left null:
     only an orphan frame, made a reject by attach_stacks, keeps its text; see _orphans_text)."""
-    df = pl.from_arrow(
-        pa.table({"line": pa.array(idx + first_line), "body": ac.strings(buf, s, e)})
-    )
+    table = pa.table({"line": pa.array(idx + first_line), "body": ac.strings(buf, s, e)})
+    return _unattached_rows(table, "stack")
+
+
+def _unattached_rows(columns: pa.Table | pl.DataFrame, cls: str) -> pl.DataFrame:
+    """Rows of class `cls` in the general reader's unattached layout (_UNATTACHED): the
+    columns given, cast to its types, and every other one null."""
+    df = pl.from_arrow(columns) if isinstance(columns, pa.Table) else columns
     assert isinstance(df, pl.DataFrame)
     cols = [
-        pl.col(c).cast(t) if c in ("line", "body") else pl.lit(None, t).alias(c)
+        pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c)
         for c, t in _UNATTACHED.items()
     ]
-    return df.select(cols).with_columns(cls=pl.lit("stack", FRAMED_SCHEMA["cls"]))
+    return df.select(cols).with_columns(cls=pl.lit(cls, FRAMED_SCHEMA["cls"]))
 
 
 def _lost_lines(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -155,21 +160,10 @@ def _lost_lines(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     lost_cpu, lost_events = lost_markers(pl.col("raw"))
     df = df.with_columns(_cpu=lost_cpu, _n=lost_events)
     is_lost = pl.col("_cpu").is_not_null()
-    cols = [
-        pl.col("line"),
-        pl.col("raw"),
-        pl.col("_cpu").alias("cpu"),
-        pl.col("_n").alias("lost_events"),
-        pl.lit("lost", FRAMED_SCHEMA["cls"]).alias("cls"),
-    ]
-    lost = df.filter(is_lost).select(cols)
-    lost = lost.select(
-        [
-            pl.col(c) if c in lost.columns else pl.lit(None, t).alias(c)
-            for c, t in _UNATTACHED.items()
-        ]
+    lost = df.filter(is_lost).select(
+        "line", "raw", pl.col("_cpu").alias("cpu"), pl.col("_n").alias("lost_events")
     )
-    return lost, df.filter(~is_lost).select("line", "raw")
+    return _unattached_rows(lost, "lost"), df.filter(~is_lost).select("line", "raw")
 
 
 def _stack_markers(
@@ -179,7 +173,7 @@ def _stack_markers(
     values, no event, the marker as the body (its `raw` left null, as _stack_frames')."""
     at = mark_i[:, K.MK_ROW]
     tgid = mark_i[:, K.MK_TGID]
-    table = pa.table(
+    columns = pa.table(
         {
             "line": pa.array(at + first_line),
             "ts_ns": pa.array(mark_i[:, K.MK_TS]),
@@ -190,13 +184,7 @@ def _stack_markers(
             "body": ac.strings(buf, mark_i[:, K.MK_BODY_S], ends[at]),
         }
     )
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
-    cols = [
-        pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c)
-        for c, t in _UNATTACHED.items()
-    ]
-    return df.select(cols).with_columns(cls=pl.lit("stack", FRAMED_SCHEMA["cls"]))
+    return _unattached_rows(columns, "stack")
 
 
 def _orphans_text(

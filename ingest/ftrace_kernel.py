@@ -526,7 +526,7 @@ def frame_lines(
     reader's `stack`), and per stack frame its index and its text's start and end (stripped).
     Last, per line, whether it is a stack-trace marker (`… secs.frac: <stack trace>` or
     `<user stack trace>`, on a header the kernel would take for an event line: the general
-    reader's `stack` too, with the header's values), and per marker a row of _MARK_FIELDS.
+    reader's `stack` too, with the header's values), and per marker a row of its MK_* fields.
     """
     n = starts.shape[0]
     nl = loads.shape[0]
