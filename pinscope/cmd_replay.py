@@ -12,7 +12,8 @@ from ingest.dataset import collect_garbage, disk_errors, lock, require_dataset
 from pinscope.errors import user_errors
 from pinscope.first_run import announce_compile
 from replay.partition import MAX_BUCKETS
-from replay.run import is_fresh, replay_dataset
+from replay.run import replay_dataset
+from replay.stamp import is_fresh
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,6 @@ the output is reused.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -40,12 +39,10 @@ import polars as pl
 from ingest import dataset as ds
 from ingest import parquet_parts
 from ingest.errors import InputError
-from ingest.schema import EVENTS_SCHEMA, FORMAT_VERSION
+from ingest.schema import EVENTS_SCHEMA
 from replay import core, identity, kernel, partition
+from replay.stamp import STAMP, fingerprint, is_fresh
 
-# Bump when replay's output for the same events changes: it invalidates every derived/.
-REPLAY_VERSION = "3"  # 3: page_id computed where read, no longer stored
-STAMP = "replay.json"
 # Events per batch: bounds what is in flight (≈ 300 bytes per event in page_events before it is
 # written); WORKERS written parts at most wait behind the state pass. 3 rather than 2 on two
 # cores: the state pass waited ~0.4 s of a 20M-event replay for a writer to free up, and with
@@ -96,24 +93,6 @@ def _stage(stages: dict[str, dict[str, float]], name: str) -> Iterator[None]:
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def fingerprint(traces: list[dict[str, Any]]) -> str:
-    """What derived/ depends on: each trace's content hash, the dataset format, this code."""
-    h = hashlib.sha256(f"replay {REPLAY_VERSION} format {FORMAT_VERSION}\0".encode())
-    for t in traces:
-        h.update(f"{t.get('trace_id')}\0{t.get('sha256')}\0{t.get('kernel')}\0".encode())
-    return h.hexdigest()
-
-
-def is_fresh(dataset: Path) -> bool:
-    """derived/ was built from exactly the traces the manifest lists now."""
-    stamp = Path(dataset) / ds.DERIVED / STAMP
-    try:
-        data = json.loads(stamp.read_text())
-    except (OSError, ValueError):
-        return False
-    return data.get("fingerprint") == fingerprint(ds.traces(dataset))
 
 
 def replay_dataset(
