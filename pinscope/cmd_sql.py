@@ -16,12 +16,14 @@ import duckdb
 import polars as pl
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ingest import dataset as ds
 from ingest.errors import InputError
 from pinscope import api
 from pinscope.errors import user_errors
+from replay.stamp import is_stale
 
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 # PRAGMAs that only read the catalogue (others can set output files).
@@ -60,6 +62,7 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             ds.require_dataset(dataset)
             _check_output(dataset, format, output)
+            warn_if_stale(dataset, Console(stderr=True, highlight=False, soft_wrap=True))
             if query is not None:
                 run_query(dataset, query, format, output)
                 return
@@ -77,6 +80,23 @@ def _check_output(dataset: Path, fmt: OutFormat, output: Path | None) -> None:
         except ValueError:
             return
         raise InputError(f"{output}: inside the dataset {dataset}; write results elsewhere")
+
+
+def warn_if_stale(dataset: Path, err: Console) -> bool:
+    """Say so when derived/ no longer matches the dataset's events: sql reads the dataset as it
+    is and never replays (it may be read-only, or being read by others), and stale derived
+    tables would otherwise pass for the truth. True if it warned."""
+    if not is_stale(dataset):
+        return False
+    where = escape(str(dataset))
+    err.print(
+        f"[bold yellow]pinscope: warning:[/] {where}/derived was not built from the "
+        "dataset's current traces (a trace was ingested since, the replay was cut short, or "
+        "another pinscope version built it): "
+        "page_events, intervals, findings and the rule views show the old replay; "
+        f"`pinscope replay {where}` rebuilds them"
+    )
+    return True
 
 
 def check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:

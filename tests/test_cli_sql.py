@@ -153,3 +153,29 @@ def test_interactive_prompt_from_stdin(dataset: Path) -> None:
 
     r = sql(str(dataset), "--format", "csv", stdin="SELECT 7 AS x")  # EOF ends the statement
     assert r.returncode == 0 and r.stdout.splitlines() == ["x", "7"]
+
+
+def test_warns_when_derived_is_out_of_date(tmp_path: Path) -> None:
+    """sql never replays (the dataset may be read-only, or shared), but derived tables older
+    than the dataset's traces must not pass for the truth: it says so on stderr and answers
+    from what is there, stdout left clean for scripts."""
+    from replay.run import replay_dataset
+
+    d = tmp_path / "ds"
+    ingest_files([GOLDEN / "real-default.trace"], d)
+    q = "SELECT count(DISTINCT trace_id) AS traces FROM page_events"
+    r = sql(str(d), q, "--format", "csv")  # never replayed: empty views, nothing to warn of
+    assert r.returncode == 0 and r.stdout.splitlines() == ["traces", "0"]
+    assert "warning" not in r.stderr
+    replay_dataset(d)
+    ingest_files([GOLDEN / "real-stack.trace"], d)
+    r = sql(str(d), q, "--format", "csv")
+    assert r.returncode == 0 and r.stdout.splitlines() == ["traces", "1"]
+    said = " ".join(r.stderr.split())
+    assert "warning:" in said and "not built from the dataset's current traces" in said
+    assert f"`pinscope replay {d}` rebuilds them" in said
+    r = sql(str(d), "--format", "csv", stdin="SELECT 1 AS x;\n")  # the prompt warns too
+    assert "warning:" in r.stderr and r.stdout.splitlines() == ["x", "1"]
+    replay_dataset(d)
+    r = sql(str(d), q, "--format", "csv")
+    assert r.stdout.splitlines() == ["traces", "2"] and "warning" not in r.stderr

@@ -158,3 +158,55 @@ def test_flags_decode_per_kernel_era() -> None:
     assert old == ["WRITE|GET|PIN", "WRITE|0x80000", "LONGTERM|0x800", "", ""]
     new = decode_flags(df, foll_flags_for("6.18.0")).to_list()
     assert new == ["WRITE|0x40004", "WRITE|PIN", "0x10800", "", ""]
+
+
+REAL = Path(__file__).parent / "golden" / "real"
+
+
+def test_replays_first_when_derived_is_missing_or_out_of_date(tmp_path: Path) -> None:
+    """explain reads derived/: a dataset never replayed, or ingested into since its replay,
+    is replayed first (as `report` does) instead of showing no events, or the old replay."""
+    from ingest.pipeline import ingest_files
+    from replay.stamp import is_fresh
+
+    d = tmp_path / "ds"
+    ingest_files([REAL / "real-default.trace"], d)
+    done = run(str(d), "--pfn", "1", "--trace", "real-default")
+    assert "derived is not built yet: replaying first" in " ".join(done.stderr.split())
+    assert is_fresh(d)
+    ingest_files([REAL / "real-stack.trace"], d)  # a page only this trace has
+    assert not is_fresh(d)
+    done = run(str(d), "--pfn", "1628499")
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "not built from the dataset's current traces: replaying first" in said
+    assert "trace real-stack · pfn 0x18d953 (1628499)" in done.stdout
+    assert is_fresh(d)
+    done = run(str(d), "--pfn", "1628499")  # fresh now: nothing said, nothing rebuilt
+    assert done.returncode == 0 and "replaying" not in done.stderr
+
+
+def test_a_dataset_it_cannot_write_is_shown_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the replay could not be written (a dataset on a read-only mount, or another
+    user's), the old derived tables are shown, with the warning `pinscope sql` gives."""
+    from rich.console import Console
+
+    from ingest.pipeline import ingest_files
+    from pinscope import cmd_explain
+    from replay.run import replay_dataset
+    from replay.stamp import is_stale
+
+    d = tmp_path / "ds"
+    ingest_files([REAL / "real-default.trace"], d)
+    replay_dataset(d)
+    ingest_files([REAL / "real-stack.trace"], d)
+    before = sorted(p.name for p in (d / "derived" / "page_events").iterdir())
+    monkeypatch.setattr(cmd_explain.os, "access", lambda path, mode: False)
+    err = Console(record=True, width=400)
+    cmd_explain.replay_if_needed(d, err)
+    said = err.export_text()
+    assert "warning:" in said and f"pinscope replay {d}" in said
+    assert is_stale(d)
+    assert sorted(p.name for p in (d / "derived" / "page_events").iterdir()) == before

@@ -16,6 +16,7 @@ import pytest
 from analysis.findings import FINDINGS_SCHEMA
 from analysis.plot import find_chromium, run_chromium, screenshot
 from analysis.report_html import render_html
+from replay import stamp as replay_stamp
 from replay.schema import INTERVALS_SCHEMA, PAGE_EVENTS_SCHEMA
 
 HOSTILE_COMM = "<script>alert(1)</script>"
@@ -242,7 +243,8 @@ TRACES = [
 
 
 def write_dataset(root: Path) -> Path:
-    """A dataset laid out as DESIGN.md says, with hand-made derived tables."""
+    """A dataset laid out as DESIGN.md says, with hand-made derived tables, stamped as built
+    from its manifest's traces (or `pinscope explain` would replay them away)."""
     ds = root / "case1"
     pe = page_events_frame()
     iv = intervals_frame(pe)
@@ -251,6 +253,8 @@ def write_dataset(root: Path) -> Path:
         part.mkdir(parents=True)
         df.write_parquet(part / "part-0.parquet")
     (ds / "manifest.json").write_text(json.dumps({"format_version": 1, "traces": TRACES}))
+    stamp = ds / "derived" / replay_stamp.STAMP
+    stamp.write_text(json.dumps({"fingerprint": replay_stamp.fingerprint(TRACES)}))
     return ds
 
 
