@@ -1,18 +1,24 @@
-"""A small public Python API: open a dataset, ingest traces, query it.
+"""A small public Python API: open a dataset, ingest traces, replay them, query it.
 
-from pinscope.api import ingest, open_dataset
+from pinscope.api import ingest, open_dataset, replay
 ingest(["trace.txt.zst"], "ds")
+replay("ds")
 d = open_dataset("ds")
 d.scan("events").filter(...).collect()
+d.scan("derived/page_events").filter(pl.col("mismatch")).collect()
 d.connect().sql("SELECT kind, count(*) FROM events GROUP BY kind").show()
+
+Reading derived tables that were not built from the dataset's current traces (an ingest since
+the last replay) warns with StaleDerivedWarning, as `pinscope sql` does.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
@@ -20,7 +26,24 @@ import polars as pl
 from ingest import dataset as ds
 from ingest.pipeline import TraceSummary, ingest_files
 
-__all__ = ["Dataset", "TraceSummary", "connect", "ingest", "open_dataset"]
+if TYPE_CHECKING:
+    from replay.run import ReplaySummary
+
+__all__ = [
+    "Dataset",
+    "StaleDerivedWarning",
+    "TraceSummary",
+    "connect",
+    "ingest",
+    "open_dataset",
+    "replay",
+]
+
+
+class StaleDerivedWarning(UserWarning):
+    """derived/ was not built from the dataset's current traces: its tables show an older
+    replay. `replay(dataset)` rebuilds it."""
+
 
 # Hooks adding views to every connection (name → SELECT) besides the rules' own views.
 VIEW_PROVIDERS: list[Callable[[Path], dict[str, str]]] = []
@@ -75,11 +98,21 @@ class Dataset:
     def traces(self) -> list[dict[str, Any]]:
         return ds.traces(self.path)
 
+    @property
+    def derived_fresh(self) -> bool:
+        """derived/ was built from exactly the traces the manifest lists now."""
+        from replay.stamp import is_fresh
+
+        return is_fresh(self.path)
+
     def scan(self, table: str) -> pl.LazyFrame:
+        """A table as a LazyFrame: a canonical one (`events`, `lost`, …) or `derived/<name>`
+        (`derived/page_events`, `derived/intervals`), typed as its schema says."""
         schema = None
         if table.startswith(f"{ds.DERIVED}/"):
             from replay.schema import COMPUTED_SQL, STORED_TABLES, with_computed
 
+            self._warn_if_stale(table)
             name = table.split("/", 1)[1]
             if name in COMPUTED_SQL:  # its computed columns (page_id) added to what is stored
                 return with_computed(ds.scan(self.path, table, schema=STORED_TABLES[name]), name)
@@ -87,7 +120,21 @@ class Dataset:
         return ds.scan(self.path, table, schema=schema)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
+        """DuckDB with a view per table, as `pinscope sql` has them."""
+        self._warn_if_stale("its derived views")
         return connect(self.path)
+
+    def _warn_if_stale(self, what: str) -> None:
+        from replay.stamp import is_stale
+
+        if is_stale(self.path):
+            warnings.warn(
+                f"{self.path}/derived was not built from the dataset's current traces, so "
+                f"{what} come from an older replay; pinscope.api.replay({str(self.path)!r}) "
+                "rebuilds it",
+                StaleDerivedWarning,
+                stacklevel=3,
+            )
 
 
 def open_dataset(path: Path | str) -> Dataset:
@@ -102,3 +149,14 @@ def ingest(
 ) -> list[TraceSummary]:
     """Ingest traces (see ingest.pipeline.ingest_files for the options)."""
     return ingest_files(paths, dataset, **kwargs)
+
+
+def replay(dataset: Path | str, *, force: bool = False) -> ReplaySummary:
+    """Build derived/ (page_events, intervals) unless it is fresh, under the dataset's lock, as
+    `pinscope replay` does."""
+    from replay.run import replay_dataset
+
+    path = ds.require_dataset(Path(dataset))
+    with ds.lock(path):
+        ds.collect_garbage(path)  # scratch of a writer killed earlier
+        return replay_dataset(path, force=force)
