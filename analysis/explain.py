@@ -319,6 +319,14 @@ def legend() -> Text:
     return Text(f"{marks} *=several  █ held  ▒ uncertain  ◀/▶ open before/after trace", "dim")
 
 
+def check_options(limit: int, skip: int, plot: Path | None) -> None:
+    """explain's paging and plot options, checked before anything is read (or replayed)."""
+    if limit < 1 or skip < 0:
+        raise InputError("explain: --limit must be ≥ 1 and --skip ≥ 0")
+    if plot is not None and plot.suffix.lower() not in (".svg", ".html", ".htm", ".png"):
+        raise InputError(f"{plot}: --plot expects a .svg, .html or .png file name")
+
+
 def explain(
     dataset: Path,
     q: Query,
@@ -329,10 +337,7 @@ def explain(
 ) -> int:
     """Print the page's life; returns how many pages (trace, page lifetime groups) were shown."""
     dataset = Path(dataset)
-    if limit < 1 or skip < 0:
-        raise InputError("explain: --limit must be ≥ 1 and --skip ≥ 0")
-    if plot is not None and plot.suffix.lower() not in (".svg", ".html", ".htm", ".png"):
-        raise InputError(f"{plot}: --plot expects a .svg, .html or .png file name")
+    check_options(limit, skip, plot)
     rows = page_rows(dataset, q)
     kernels = {t.get("trace_id"): trace_kernel(t) for t in manifest_traces(dataset)}
     intervals = scan(dataset, "intervals")

@@ -72,9 +72,15 @@ def _extra_views(dataset: Path) -> dict[str, str]:
     return views
 
 
-def connect(dataset: Path | str, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """DuckDB over the dataset: canonical, derived (typed even before replay) and rule views."""
+def connect(
+    dataset: Path | str, *, read_only: bool = True, stale_warning: bool = True
+) -> duckdb.DuckDBPyConnection:
+    """DuckDB over the dataset: canonical, derived (typed even before replay) and rule views.
+    StaleDerivedWarning where derived/ is out of date (unless `stale_warning` is False: callers
+    that say so themselves)."""
     dataset = ds.require_dataset(Path(dataset))
+    if stale_warning:
+        _warn_if_stale(dataset, "its derived views")
     return ds.connect(
         dataset,
         read_only=read_only,
@@ -112,7 +118,7 @@ class Dataset:
         if table.startswith(f"{ds.DERIVED}/"):
             from replay.schema import COMPUTED_SQL, STORED_TABLES, with_computed
 
-            self._warn_if_stale(table)
+            _warn_if_stale(self.path, table)
             name = table.split("/", 1)[1]
             if name in COMPUTED_SQL:  # its computed columns (page_id) added to what is stored
                 return with_computed(ds.scan(self.path, table, schema=STORED_TABLES[name]), name)
@@ -121,20 +127,19 @@ class Dataset:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """DuckDB with a view per table, as `pinscope sql` has them."""
-        self._warn_if_stale("its derived views")
         return connect(self.path)
 
-    def _warn_if_stale(self, what: str) -> None:
-        from replay.stamp import is_stale
 
-        if is_stale(self.path):
-            warnings.warn(
-                f"{self.path}/derived was not built from the dataset's current traces, so "
-                f"{what} come from an older replay; pinscope.api.replay({str(self.path)!r}) "
-                "rebuilds it",
-                StaleDerivedWarning,
-                stacklevel=3,
-            )
+def _warn_if_stale(dataset: Path, what: str) -> None:
+    from replay.stamp import is_stale
+
+    if is_stale(dataset):
+        warnings.warn(
+            f"{dataset}/derived was not built from the dataset's current traces, so {what} "
+            f"come from an older replay; pinscope.api.replay({str(dataset)!r}) rebuilds it",
+            StaleDerivedWarning,
+            stacklevel=3,
+        )
 
 
 def open_dataset(path: Path | str) -> Dataset:
@@ -153,10 +158,10 @@ def ingest(
 
 def replay(dataset: Path | str, *, force: bool = False) -> ReplaySummary:
     """Build derived/ (page_events, intervals) unless it is fresh, under the dataset's lock, as
-    `pinscope replay` does."""
+    `pinscope replay` does (a full disk is an InputError naming the dataset)."""
     from replay.run import replay_dataset
 
     path = ds.require_dataset(Path(dataset))
-    with ds.lock(path):
+    with ds.disk_errors(path), ds.lock(path):
         ds.collect_garbage(path)  # scratch of a writer killed earlier
         return replay_dataset(path, force=force)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+import errno
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from analysis.explain import explain, make_query
-from ingest.dataset import collect_garbage, disk_errors, lock, require_dataset
-from pinscope.cmd_sql import warn_if_stale
+from analysis.explain import check_options, explain, make_query
+from ingest.dataset import DERIVED, collect_garbage, disk_errors, lock, require_dataset
+from ingest.errors import InputError
 from pinscope.errors import user_errors
 from pinscope.first_run import announce_compile
+from pinscope.stale import StaleNotice
 from replay.stamp import is_fresh
+
+# Taking the exclusive lock fails with these where the dataset cannot be written.
+_CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def register(app: typer.Typer) -> None:
@@ -31,31 +37,58 @@ def register(app: typer.Typer) -> None:
             None, "--plot", help="also draw the timeline to FILE (.svg, .html or .png)"
         ),
     ) -> None:
-        """One page's life event by event, with its state after each and its spans drawn."""
+        """One page's life event by event, with its state after each and its spans drawn.
+        Replays the dataset first where derived/ is missing or older than its traces."""
         with user_errors():
             query = make_query(pfn, ino, index, trace)
-            replay_if_needed(dataset, Console(stderr=True, highlight=False, soft_wrap=True))
-            explain(dataset, query, Console(highlight=False), limit=limit, skip=skip, plot=plot)
+            check_options(limit, skip, plot)
+            err = Console(stderr=True, highlight=False, soft_wrap=True)
+            with derived_up_to_date(dataset, err):
+                explain(dataset, query, Console(highlight=False), limit=limit, skip=skip, plot=plot)
 
 
-def replay_if_needed(dataset: Path, err: Console) -> None:
-    """explain reads derived/: build it first where it is missing or older than the dataset's
-    traces, as `report` does, so that a page ingested since is shown rather than reported as
-    having no events. A dataset this process cannot write is shown as it is, with a warning."""
+@contextlib.contextmanager
+def derived_up_to_date(dataset: Path, err: Console) -> Iterator[None]:
+    """Hold the dataset's lock with derived/ built from its current traces, replaying first
+    where it is missing or out of date (as `report` does), so that a page ingested since is
+    shown rather than reported as having no events, and no writer swaps the tables mid-read.
+    A dataset this process cannot write is read as it is, with `pinscope sql`'s warning."""
     require_dataset(dataset)
     if is_fresh(dataset):
+        with lock(dataset, shared=True):
+            StaleNotice(err).check(dataset)  # gone stale since the look above: say so
+            yield
         return
-    if not os.access(dataset, os.W_OK):
-        warn_if_stale(dataset, err)
-        return
-    with disk_errors(dataset), lock(dataset):
-        collect_garbage(dataset)  # scratch of a writer killed earlier
-        if is_fresh(dataset):  # built by another pinscope while this one waited
-            return
-        built = (dataset / "derived" / "page_events").is_dir()
-        why = "not built from the dataset's current traces" if built else "not built yet"
-        err.print(f"[dim]{escape(str(dataset))}/derived is {why}: replaying first[/]")
-        announce_compile(err)
-        from replay.run import replay_dataset  # the compiled kernels, only when replaying
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(lock(dataset))
+        except OSError as exc:
+            if exc.errno not in _CANNOT_WRITE:
+                raise
+            held.enter_context(lock(dataset, shared=True))
+            _read_as_it_is(dataset, err)
+        else:
+            with disk_errors(dataset):
+                collect_garbage(dataset)  # scratch of a writer killed earlier
+                if not is_fresh(dataset):  # another pinscope may have built it meanwhile
+                    _replay_first(dataset, err)
+        yield
 
-        replay_dataset(dataset)
+
+def _read_as_it_is(dataset: Path, err: Console) -> None:
+    where = escape(str(dataset))
+    advice = f"{where} cannot be written here: replay it where it can (`pinscope replay`)"
+    if not (dataset / DERIVED / "page_events").is_dir():
+        raise InputError(f"{dataset}/derived is not built yet and {dataset} cannot be written "
+                         "here: replay it where it can (`pinscope replay`)")  # fmt: skip
+    StaleNotice(err, advice).check(dataset)
+
+
+def _replay_first(dataset: Path, err: Console) -> None:
+    built = (dataset / DERIVED / "page_events").is_dir()
+    why = "not built from the dataset's current traces" if built else "not built yet"
+    err.print(f"[dim]{escape(str(dataset))}/derived is {why}: replaying first[/]")
+    announce_compile(err)
+    from replay.run import replay_dataset  # the compiled kernels, only when replaying
+
+    replay_dataset(dataset)

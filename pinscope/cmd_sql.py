@@ -16,14 +16,13 @@ import duckdb
 import polars as pl
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from ingest import dataset as ds
 from ingest.errors import InputError
 from pinscope import api
 from pinscope.errors import user_errors
-from replay.stamp import is_stale
+from pinscope.stale import StaleNotice
 
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 # PRAGMAs that only read the catalogue (others can set output files).
@@ -62,9 +61,8 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             ds.require_dataset(dataset)
             _check_output(dataset, format, output)
-            warn_if_stale(dataset, Console(stderr=True, highlight=False, soft_wrap=True))
             if query is not None:
-                run_query(dataset, query, format, output)
+                run_query(dataset, query, format, output, notice=StaleNotice())
                 return
         failed = repl(dataset, format, output, sys.stdin)
         if failed and not sys.stdin.isatty():
@@ -80,23 +78,6 @@ def _check_output(dataset: Path, fmt: OutFormat, output: Path | None) -> None:
         except ValueError:
             return
         raise InputError(f"{output}: inside the dataset {dataset}; write results elsewhere")
-
-
-def warn_if_stale(dataset: Path, err: Console) -> bool:
-    """Say so when derived/ no longer matches the dataset's events: sql reads the dataset as it
-    is and never replays (it may be read-only, or being read by others), and stale derived
-    tables would otherwise pass for the truth. True if it warned."""
-    if not is_stale(dataset):
-        return False
-    where = escape(str(dataset))
-    err.print(
-        f"[bold yellow]pinscope: warning:[/] {where}/derived was not built from the "
-        "dataset's current traces (a trace was ingested since, the replay was cut short, or "
-        "another pinscope version built it): "
-        "page_events, intervals, findings and the rule views show the old replay; "
-        f"`pinscope replay {where}` rebuilds them"
-    )
-    return True
 
 
 def check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
@@ -124,10 +105,15 @@ def run_query(
     fmt: OutFormat,
     output: Path | None,
     out: TextIO | None = None,
+    notice: StaleNotice | None = None,
 ) -> int:
-    """Run one query under a shared lock and print or write its result; returns the row count."""
+    """Run one query under a shared lock and print or write its result; returns the row count.
+    `notice` says, under that lock, when derived/ is out of date: sql never replays (the
+    dataset may be read-only, or read by others meanwhile)."""
     with ds.lock(dataset, shared=True):
-        con = api.connect(dataset)
+        if notice is not None:
+            notice.check(dataset)
+        con = api.connect(dataset, stale_warning=False)
         try:
             check_query(con, query)
             try:
@@ -200,6 +186,7 @@ def _print_table(df: pl.DataFrame, console: Console) -> None:
 def repl(dataset: Path, fmt: OutFormat, output: Path | None, stdin: TextIO) -> bool:
     """Run each statement ending in `;`; `.tables`, `.help`, `.quit`. True if any failed."""
     err = Console(stderr=True, highlight=False)
+    notice = StaleNotice(Console(stderr=True, highlight=False, soft_wrap=True))
     tty = stdin.isatty()
     failed = False
     buf: list[str] = []
@@ -218,7 +205,7 @@ def repl(dataset: Path, fmt: OutFormat, output: Path | None, stdin: TextIO) -> b
                 break
             if cmd == ".tables":
                 with _ReplErrors(err) as ok:
-                    run_query(dataset, TABLES_QUERY, fmt, None)
+                    run_query(dataset, TABLES_QUERY, fmt, None, notice=notice)
                 failed |= not ok[0]
             elif cmd == ".help":
                 err.print(".tables  list the views\n.quit    leave\nSQL statements end with `;`")
@@ -231,11 +218,11 @@ def repl(dataset: Path, fmt: OutFormat, output: Path | None, stdin: TextIO) -> b
             query = "".join(buf).strip()
             buf = []
             with _ReplErrors(err) as ok:
-                run_query(dataset, query, fmt, output)
+                run_query(dataset, query, fmt, output, notice=notice)
             failed |= not ok[0]
     if "".join(buf).strip():
         with _ReplErrors(err) as ok:
-            run_query(dataset, "".join(buf).strip(), fmt, output)
+            run_query(dataset, "".join(buf).strip(), fmt, output, notice=notice)
         failed |= not ok[0]
     return failed
 

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ingest.errors import PinscopeError
 
@@ -20,7 +21,7 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_FINDINGS", "EXIT_OK", "PinscopeError", "fail"
 
 
 def fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]pinscope:[/] {message}")
+    _err.print(f"[bold red]pinscope:[/] {escape(message)}")  # paths may hold [brackets]
     return typer.Exit(EXIT_BAD_INPUT)
 
 

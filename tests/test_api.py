@@ -56,6 +56,11 @@ def test_derived_tables_older_than_the_traces_warn(tmp_path: Path) -> None:
     assert old.get_column("trace_id").unique().to_list() == ["real-default"]
     with pytest.warns(api.StaleDerivedWarning, match="derived views"):
         ds.connect().close()
+    with pytest.warns(api.StaleDerivedWarning, match="derived views"):
+        api.connect(d).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a caller that says so itself (pinscope sql)
+        api.connect(d, stale_warning=False).close()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # canonical tables are never stale
         ds.scan("events").collect()
