@@ -587,7 +587,7 @@ def read_findings(dataset: Path) -> pl.DataFrame:
     path = Path(dataset) / FINDINGS_DIR / FINDINGS_FILE
     if not path.exists():
         return _empty_findings()
-    return pl.read_parquet(path).cast(FINDINGS_SCHEMA)  # type: ignore[arg-type]
+    return pl.read_parquet(path, glob=False).cast(FINDINGS_SCHEMA)  # type: ignore[arg-type]
 
 
 def analyze_dataset(

@@ -6,7 +6,9 @@ same thing, so they share this module; drawing lives in analysis/plot.py.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +59,7 @@ def scan(dataset: Path, table: str, *, computed: bool = True) -> pl.LazyFrame:
                 f"{dataset}: no derived table {table!r} (run `pinscope replay {dataset}` first)"
             ) from None
         lf = pl.scan_parquet(
-            root / "**" / "*.parquet",
+            os.path.join(glob.escape(str(root)), "**", "*.parquet"),
             hive_partitioning=True,
             hive_schema={"trace_id": pl.String()},
             missing_columns="insert",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import os
 import re
@@ -344,9 +345,11 @@ def _part_globs(dataset: Path, table: str) -> list[str]:
 
 
 def _trace_glob(dataset: Path, table: str, trace_id: str) -> str | None:
-    """The glob of one trace's parts of a table; None where it has none."""
+    """The glob of one trace's parts of a table; None where it has none. The directory is
+    escaped: a dataset path holding `[`, `*` or `?` must match itself, not a pattern."""
     d = trace_dir(dataset, table, trace_id)
-    return str(d / "*.parquet") if d.is_dir() and any(d.glob("*.parquet")) else None
+    has_parts = d.is_dir() and any(d.glob("*.parquet"))
+    return os.path.join(glob.escape(str(d)), "*.parquet") if has_parts else None
 
 
 def derived_tables(dataset: Path) -> dict[str, Path]:
@@ -375,7 +378,9 @@ def scan(
         d = dataset / DERIVED / name
         files = sorted(str(p) for p in d.rglob("*.parquet") if TMP_PREFIX not in str(p))
         if files:
-            return pl.scan_parquet(files, hive_partitioning=False, missing_columns="insert")
+            return pl.scan_parquet(
+                files, hive_partitioning=False, missing_columns="insert", glob=False
+            )
         if schema is None:
             raise InputError(f"{dataset}: no derived table {name!r} (run `pinscope replay`)")
         return pl.LazyFrame(schema=schema)
@@ -390,8 +395,8 @@ def scan_trace(dataset: Path, table: str, trace_id: str) -> pl.LazyFrame:
     """One committed trace's rows of a canonical table: its own parts, which hold no other
     trace's rows. `scan(...).filter(trace_id == …)` evaluates the filter on every row (and
     streaming a 20M-event trace through it without reading trace_id held ~400 MiB more)."""
-    glob = _trace_glob(dataset, table, trace_id)
-    return _scan_parts([] if glob is None else [glob], table)
+    parts = _trace_glob(dataset, table, trace_id)
+    return _scan_parts([] if parts is None else [parts], table)
 
 
 def _scan_parts(globs: list[str], table: str) -> pl.LazyFrame:
@@ -498,12 +503,12 @@ def connect(
         globs = _part_globs(dataset, table)
         _create_view(con, table, globs, schema, COMPUTED_SQL.get(table))
     for name, d in derived_tables(dataset).items():
-        glob = str(d.resolve() / "**" / "*.parquet")
+        parts = os.path.join(glob.escape(str(d.resolve())), "**", "*.parquet")
         computed = (derived_computed or {}).get(name, {})
         schema = (derived_schemas or {}).get(name)
         select = _select(schema, computed) if computed and schema is not None else "*"
         con.execute(
-            f"CREATE VIEW {_ident(name)} AS SELECT {select} FROM read_parquet({_sql_str(glob)}, "
+            f"CREATE VIEW {_ident(name)} AS SELECT {select} FROM read_parquet({_sql_str(parts)}, "
             "hive_partitioning=true, union_by_name=true)"
         )
     present = derived_tables(dataset)

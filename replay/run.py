@@ -19,6 +19,7 @@ the output is reused.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -575,7 +576,8 @@ class _ReplayOrder:
         with _stage(self.stages, "read"):
             out = self.scratch_file("replay_order.parquet")
             spill = self.scratch_file("spill")
-            parts = ds.trace_dir(self.dataset, "events", self.trace_id) / "*.parquet"
+            trace_dir = ds.trace_dir(self.dataset, "events", self.trace_id)
+            parts = os.path.join(glob.escape(str(trace_dir)), "*.parquet")
             config: dict[str, Any] = {
                 "memory_limit": CUT_MEMORY,
                 "temp_directory": str(spill),  # made only if it spills
@@ -598,7 +600,7 @@ class _ReplayOrder:
             finally:
                 con.close()
             shutil.rmtree(spill, ignore_errors=True)
-            self.events = pl.scan_parquet(out)
+            self.events = pl.scan_parquet(out, glob=False)
             self.in_order = True
             if self.events.select(pl.len()).collect().item() != self.n:
                 raise _changed()
