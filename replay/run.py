@@ -9,8 +9,9 @@ What crosses batches is per page or per key (and a 4-byte page slot per event), 
 bounded by the trace's pages and a batch, not by its events. Each batch's page_events are
 written as one part file grouped by (kind, seq), and the spans closed in it as one intervals
 part grouped by state, in small row groups with statistics on that column, so that a rule's
-`kind = …` scan reads only that kind. The state pass of one batch overlaps the Parquet writing
-of the previous ones. ReplaySummary.stages says where the time went.
+`kind = …` scan reads only that kind. The state pass of one batch overlaps the building of
+the previous one's tables and the Parquet writing of those before. ReplaySummary.stages says
+where the time went.
 
 derived/replay.json fingerprints what the output was built from; a matching fingerprint means
 the output is reused.
@@ -45,10 +46,10 @@ from replay import core, identity, kernel, partition
 from replay.stamp import STAMP, fingerprint, is_fresh
 
 # Events per batch: bounds what is in flight (≈ 300 bytes per event in page_events before it is
-# written); WORKERS written parts at most wait behind the state pass. 3 rather than 2 on two
-# cores: the state pass waited ~0.4 s of a 20M-event replay for a writer to free up, and with
-# a third part in flight 3% less wall (median of 8 alternating pairs), ~50 MiB more at the peak.
-WORKERS = 3
+# written); WORKERS parts at most (being built or written) wait behind the state pass. 2: with
+# the tables built on a thread of their own, a third part in flight was no faster (median of
+# 4 alternating pairs, 9.44 against 9.40 s) for ~70 MiB more at the peak.
+WORKERS = 2
 # Small row groups: a scan for one kind or state reads only the groups that hold it.
 ROW_GROUP_ROWS = 65_536
 BATCH_ROWS = 500_000
@@ -257,6 +258,7 @@ _IDENTITY_READ = (*identity.IDENTITY_COLUMNS, "ts_ns", "line")
 # The state pass reads every column but the trace's id, which it sets on its rows itself.
 _STATE_READ = tuple(c for c in EVENTS_SCHEMA if c != "trace_id")
 T = TypeVar("T")
+_Tables = tuple[pl.DataFrame, pl.DataFrame]  # a batch's (page_events, intervals)
 
 
 def _first_pass(
@@ -397,13 +399,15 @@ def _replay_state(
     keep: _Keep | None = None,
 ) -> int:
     """The state pass over the trace's events in replay order (with `keep`, those of one
-    page bucket only), each batch's part written on a writer thread
-    while the next batch is replayed. Parts are numbered from `part`; returns the next free
-    number, and adds the rows and parts written to `counts`.
+    page bucket only), in a pipeline: this thread replays a batch while a thread of its own
+    builds the previous batch's tables and writer threads write the ones before. Parts are
+    numbered from `part`; returns the next free number, and adds the rows and parts written
+    to `counts`.
 
-    The tables are built here and only the Parquet writes wait for a writer: a replayed batch
-    waiting in the queue held its events and the kernel's arrays besides (~350 MiB more at the
-    peak, 20M events), for no more speed."""
+    This thread (reading, the kernel) was the pass's critical path, with a core idle a third
+    of the time; building the tables on another thread took 5% off a 20M-event replay's wall
+    (median of 8 alternating pairs) for ~250 MiB more at the peak. WORKERS bounds the parts
+    in flight, replayed or built, so memory stays bounded."""
     pending: list[Future[tuple[int, int]]] = []
 
     def write(part: int, pe: pl.DataFrame | None, iv: pl.DataFrame) -> tuple[int, int]:
@@ -419,12 +423,18 @@ def _replay_state(
             write_part(df, out / f"part-{part:05d}.parquet", "kind" if root is pe_dir else "state")
         return (0 if pe is None else pe.height), iv.height
 
+    def write_built(part: int, tables: Future[_Tables]) -> tuple[int, int]:
+        return write(part, *tables.result())
+
     def settle(f: Future[tuple[int, int]]) -> None:
         p, i = f.result()
         counts["page_events"] += p
         counts["intervals"] += i
 
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+    with (
+        ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pinscope-write") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinscope-tables") as build,
+    ):
         row = 0  # in the trace's replay order: each event's seq
         for batch in source.batches(_STATE_READ, source.batch_rows):
             with _stage(stages, "state"):
@@ -440,12 +450,13 @@ def _replay_state(
                     batch = batch.filter(pl.Series(of_event == keep.b))
                     if batch.height == 0:
                         continue
-                pe, iv = replay.batch(batch, grouped=True).tables()
+                replayed = replay.batch(batch, grouped=True)
                 del batch
             while len(pending) >= WORKERS:  # bounded: WORKERS parts in flight
                 settle(pending.pop(0))
-            pending.append(pool.submit(write, part, pe, iv))
-            del pe, iv
+            # built in batch order on one thread; a writer waits for its part's tables
+            pending.append(pool.submit(write_built, part, build.submit(replayed.tables)))
+            del replayed
             part += 1
             counts["parts"] += 1
         if replay.row != replay.n or row != source.n:
