@@ -47,8 +47,8 @@ from replay.stamp import STAMP, fingerprint, is_fresh
 
 # Events per batch: bounds what is in flight (≈ 300 bytes per event in page_events before it is
 # written); WORKERS parts at most (being built or written) wait behind the state pass. 2: with
-# the tables built on a thread of their own, a third part in flight was no faster (median of
-# 4 alternating pairs, 9.44 against 9.40 s) for ~70 MiB more at the peak.
+# the tables built on a thread of their own, a third part in flight was within 1% (medians of
+# 8 alternating pairs, 9.51 against 9.56 s) for ~70 MiB more at the peak.
 WORKERS = 2
 # Small row groups: a scan for one kind or state reads only the groups that hold it.
 ROW_GROUP_ROWS = 65_536
