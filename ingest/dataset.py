@@ -344,12 +344,18 @@ def _part_globs(dataset: Path, table: str) -> list[str]:
     return [g for g in globs if g is not None]
 
 
+def parts_glob(directory: Path, *, recursive: bool = False) -> str:
+    """The glob of the Parquet files in `directory` (or under it), for polars and DuckDB,
+    which both expand patterns: the directory is escaped, so that a path holding `[`, `*` or
+    `?` matches itself."""
+    pattern = ("**", "*.parquet") if recursive else ("*.parquet",)
+    return os.path.join(glob.escape(str(directory)), *pattern)
+
+
 def _trace_glob(dataset: Path, table: str, trace_id: str) -> str | None:
-    """The glob of one trace's parts of a table; None where it has none. The directory is
-    escaped: a dataset path holding `[`, `*` or `?` must match itself, not a pattern."""
+    """The glob of one trace's parts of a table; None where it has none."""
     d = trace_dir(dataset, table, trace_id)
-    has_parts = d.is_dir() and any(d.glob("*.parquet"))
-    return os.path.join(glob.escape(str(d)), "*.parquet") if has_parts else None
+    return parts_glob(d) if d.is_dir() and any(d.glob("*.parquet")) else None
 
 
 def derived_tables(dataset: Path) -> dict[str, Path]:
@@ -503,7 +509,7 @@ def connect(
         globs = _part_globs(dataset, table)
         _create_view(con, table, globs, schema, COMPUTED_SQL.get(table))
     for name, d in derived_tables(dataset).items():
-        parts = os.path.join(glob.escape(str(d.resolve())), "**", "*.parquet")
+        parts = parts_glob(d.resolve(), recursive=True)
         computed = (derived_computed or {}).get(name, {})
         schema = (derived_schemas or {}).get(name)
         select = _select(schema, computed) if computed and schema is not None else "*"

@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from analysis.explain import check_options, explain, make_query
-from ingest.dataset import DERIVED, collect_garbage, disk_errors, lock, require_dataset
+from ingest.dataset import collect_garbage, disk_errors, lock, require_dataset
 from ingest.errors import InputError
 from pinscope.errors import user_errors
 from pinscope.first_run import announce_compile
 from pinscope.stale import StaleNotice
-from replay.stamp import is_fresh
+from replay.stamp import is_built, is_fresh
 
 # Taking the exclusive lock fails with these where the dataset cannot be written.
 _CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -76,17 +76,14 @@ def derived_up_to_date(dataset: Path, err: Console) -> Iterator[None]:
 
 
 def _read_as_it_is(dataset: Path, err: Console) -> None:
-    where = escape(str(dataset))
-    advice = f"{where} cannot be written here: replay it where it can (`pinscope replay`)"
-    if not (dataset / DERIVED / "page_events").is_dir():
-        raise InputError(f"{dataset}/derived is not built yet and {dataset} cannot be written "
-                         "here: replay it where it can (`pinscope replay`)")  # fmt: skip
-    StaleNotice(err, advice).check(dataset)
+    cannot = f"{dataset} cannot be written here: replay it where it can (`pinscope replay`)"
+    if not is_built(dataset):
+        raise InputError(f"{dataset}/derived is not built yet and {cannot}")
+    StaleNotice(err, escape(cannot)).check(dataset)
 
 
 def _replay_first(dataset: Path, err: Console) -> None:
-    built = (dataset / DERIVED / "page_events").is_dir()
-    why = "not built from the dataset's current traces" if built else "not built yet"
+    why = "not built from the dataset's current traces" if is_built(dataset) else "not built yet"
     err.print(f"[dim]{escape(str(dataset))}/derived is {why}: replaying first[/]")
     announce_compile(err)
     from replay.run import replay_dataset  # the compiled kernels, only when replaying

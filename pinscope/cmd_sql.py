@@ -186,7 +186,7 @@ def _print_table(df: pl.DataFrame, console: Console) -> None:
 def repl(dataset: Path, fmt: OutFormat, output: Path | None, stdin: TextIO) -> bool:
     """Run each statement ending in `;`; `.tables`, `.help`, `.quit`. True if any failed."""
     err = Console(stderr=True, highlight=False)
-    notice = StaleNotice(Console(stderr=True, highlight=False, soft_wrap=True))
+    notice = StaleNotice()
     tty = stdin.isatty()
     failed = False
     buf: list[str] = []

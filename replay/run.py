@@ -20,7 +20,6 @@ the output is reused.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import math
 import os
@@ -587,8 +586,7 @@ class _ReplayOrder:
         with _stage(self.stages, "read"):
             out = self.scratch_file("replay_order.parquet")
             spill = self.scratch_file("spill")
-            trace_dir = ds.trace_dir(self.dataset, "events", self.trace_id)
-            parts = os.path.join(glob.escape(str(trace_dir)), "*.parquet")
+            parts = ds.parts_glob(ds.trace_dir(self.dataset, "events", self.trace_id))
             config: dict[str, Any] = {
                 "memory_limit": CUT_MEMORY,
                 "temp_directory": str(spill),  # made only if it spills

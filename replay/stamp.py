@@ -38,10 +38,14 @@ def is_fresh(dataset: Path) -> bool:
     return data.get("fingerprint") == fingerprint(ds.traces(dataset))
 
 
+def is_built(dataset: Path) -> bool:
+    """derived/ holds tables (fresh or not)."""
+    derived = Path(dataset) / ds.DERIVED
+    return any((derived / name).is_dir() for name in DERIVED_TABLES)
+
+
 def is_stale(dataset: Path) -> bool:
     """derived/ holds tables, but not built from the traces the manifest lists now: a trace
     was ingested (or re-ingested) since, a replay was cut short, or an older pinscope built
     them. Readers that do not replay (`pinscope sql`) warn on it."""
-    derived = Path(dataset) / ds.DERIVED
-    built = any((derived / name).is_dir() for name in DERIVED_TABLES)
-    return built and not is_fresh(dataset)
+    return is_built(dataset) and not is_fresh(dataset)
